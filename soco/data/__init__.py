@@ -1,0 +1,23 @@
+"""Pretraining data: image lists, proposal-aware view generators, the resumable loader."""
+
+from .build import (
+    VIEW_GENERATOR_REGISTRY,
+    PretrainDataset,
+    StreamSampler,
+    build_pretrain_dataset,
+    build_pretrain_train_loader,
+    count_images,
+)
+from .image_list import ImageRecord, image_key, list_images
+
+__all__ = [
+    "VIEW_GENERATOR_REGISTRY",
+    "ImageRecord",
+    "PretrainDataset",
+    "StreamSampler",
+    "build_pretrain_dataset",
+    "build_pretrain_train_loader",
+    "count_images",
+    "image_key",
+    "list_images",
+]

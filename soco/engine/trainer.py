@@ -1,0 +1,101 @@
+"""The pretraining trainer: Detectron2's ``DefaultTrainer`` with a pretraining model, loader and hooks."""
+
+from __future__ import annotations
+
+import logging
+import weakref
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.utils import comm
+from torch import nn
+
+from soco.data.build import build_pretrain_train_loader
+from soco.solver import build_optimizer
+
+from .hooks import ModelAfterBackwardHook, MomentumHook, ThroughputHook, unwrap_model
+
+logger = logging.getLogger(__name__)
+
+_AMP_PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def build_step_runner(cfg: CfgNode, model: nn.Module, optimizer: torch.optim.Optimizer) -> SimpleTrainer:
+    """``AMPTrainer`` (gradients unscaled before the optimizer step) or ``SimpleTrainer`` per ``SOLVER.AMP``.
+
+    AMP needs CUDA: on a CPU device it is turned off with a warning, so every config also runs on CPU.
+    The data loader is attached later, by :meth:`PretrainTrainer.train`, once the start iteration is known.
+    """
+    use_amp = cfg.SOLVER.AMP.ENABLED
+    if use_amp and not cfg.MODEL.DEVICE.startswith("cuda"):
+        logger.warning("SOLVER.AMP.ENABLED is ignored on device %s (AMP needs CUDA)", cfg.MODEL.DEVICE)
+        use_amp = False
+    if not use_amp:
+        return SimpleTrainer(model, None, optimizer)
+    if cfg.SOLVER.AMP.PRECISION not in _AMP_PRECISIONS:
+        raise ValueError(
+            f"SOLVER.AMP.PRECISION must be one of {list(_AMP_PRECISIONS)}, got {cfg.SOLVER.AMP.PRECISION!r}"
+        )
+    precision = _AMP_PRECISIONS[cfg.SOLVER.AMP.PRECISION]
+    # bfloat16 has float32's range: no loss scaling needed.
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
+    return AMPTrainer(model, None, optimizer, grad_scaler=scaler, precision=precision)
+
+
+class PretrainTrainer(DefaultTrainer):
+    """Self-supervised pretraining with Detectron2's loop, checkpointer, writers and hooks.
+
+    Differences from ``DefaultTrainer``: the model is any pretraining meta-architecture, the optimizer
+    comes from :mod:`soco.solver` (LARS/SGD), DDP may have unused parameters, the data stream is
+    resumed at the checkpoint's iteration, there is no evaluation, and the momentum (target) network
+    is updated before every step.
+    """
+
+    def __init__(self, cfg: CfgNode):
+        TrainerBase.__init__(self)
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        model = create_ddp_model(
+            model, broadcast_buffers=False, find_unused_parameters=cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS
+        )
+        self._trainer = build_step_runner(cfg, model, optimizer)
+        if hasattr(unwrap_model(model), "after_backward"):
+            self._trainer.register_hooks([ModelAfterBackwardHook()])
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode, start_iter: int = 0):
+        return build_pretrain_train_loader(cfg, start_iter=start_iter)
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        raise NotImplementedError("pretraining has no evaluation; fine-tune with tools/train_net.py")
+
+    def build_hooks(self) -> list:
+        cfg = self.cfg
+        model = unwrap_model(self.model)
+        ret = [hooks.IterationTimer(), hooks.LRScheduler()]
+        if hasattr(model, "momentum_update"):
+            ret.append(MomentumHook(cfg.SOCO.MOMENTUM.BASE, cfg.SOCO.MOMENTUM.SCHEDULE, cfg.SOLVER.MAX_ITER))
+        ret.append(ThroughputHook(cfg.SOLVER.IMS_PER_BATCH))
+        if comm.is_main_process():
+            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.LOG_PERIOD))
+        return ret
+
+    def train(self):
+        """Attach the data stream at ``start_iter`` (0, or the resumed iteration) and run the loop."""
+        self._trainer.data_loader = self.build_train_loader(self.cfg, start_iter=self.start_iter)
+        self._trainer._data_loader_iter_obj = None
+        super().train()

@@ -1,0 +1,73 @@
+"""Optimizers for pretraining, picked by ``cfg.SOLVER.OPTIMIZER`` from a registry."""
+
+from __future__ import annotations
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.utils.registry import Registry
+from torch import nn
+
+from . import lars
+
+OPTIMIZER_REGISTRY = Registry("OPTIMIZER")
+OPTIMIZER_REGISTRY.__doc__ = "Optimizers for pretraining: called as fn(cfg, param_groups) -> Optimizer."
+
+
+def build_param_groups(
+    model: nn.Module, weight_decay: float, weight_decay_1d: float, adapt_1d: bool
+) -> list[dict]:
+    """Two parameter groups over the trainable parameters of ``model``.
+
+    1-D parameters (biases and normalization weights) get ``weight_decay_1d`` and, unless ``adapt_1d``,
+    no LARS adaptation; all others get ``weight_decay`` and LARS adaptation. Frozen parameters (the
+    momentum/target branch) are left out.
+    """
+    matrices, vectors = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (vectors if param.ndim <= 1 else matrices).append(param)
+    groups = [
+        {"params": matrices, "weight_decay": weight_decay, "lars_adapt": True},
+        {"params": vectors, "weight_decay": weight_decay_1d, "lars_adapt": adapt_1d},
+    ]
+    return [g for g in groups if g["params"]]
+
+
+@OPTIMIZER_REGISTRY.register()
+def LARS(cfg: CfgNode, param_groups: list[dict]) -> torch.optim.Optimizer:  # noqa: N802
+    """LARS over SGD with momentum (BYOL/SoCo/SwAV)."""
+    return lars.LARS(
+        param_groups,
+        lr=cfg.SOLVER.BASE_LR,
+        momentum=cfg.SOLVER.MOMENTUM,
+        trust_coefficient=cfg.SOLVER.LARS.TRUST_COEFFICIENT,
+        eps=cfg.SOLVER.LARS.EPS,
+    )
+
+
+@OPTIMIZER_REGISTRY.register()
+def SGD(cfg: CfgNode, param_groups: list[dict]) -> torch.optim.Optimizer:  # noqa: N802
+    """Plain SGD with momentum (MoCo v2, DenseCL)."""
+    groups = [{k: v for k, v in g.items() if k != "lars_adapt"} for g in param_groups]
+    return torch.optim.SGD(
+        groups, lr=cfg.SOLVER.BASE_LR, momentum=cfg.SOLVER.MOMENTUM, nesterov=cfg.SOLVER.NESTEROV
+    )
+
+
+def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer named by ``cfg.SOLVER.OPTIMIZER`` over ``model``'s trainable parameters."""
+    groups = build_param_groups(
+        model,
+        weight_decay=cfg.SOLVER.WEIGHT_DECAY,
+        weight_decay_1d=cfg.SOLVER.WEIGHT_DECAY_1D,
+        adapt_1d=cfg.SOLVER.LARS.ADAPT_1D_PARAMS,
+    )
+    name = cfg.SOLVER.OPTIMIZER
+    try:
+        factory = OPTIMIZER_REGISTRY.get(name)
+    except KeyError as err:
+        raise KeyError(
+            f"SOLVER.OPTIMIZER {name!r} is not registered; "
+            f"available: {sorted(k for k, _ in OPTIMIZER_REGISTRY)}"
+        ) from err
+    return factory(cfg, groups)

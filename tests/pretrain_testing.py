@@ -1,0 +1,120 @@
+"""Helpers for tests that run the pretraining engine end to end (tiny configs, CPU)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from detectron2.engine import HookBase
+from detectron2.utils.env import seed_all_rng
+from PIL import Image
+
+from soco.engine.launch import setup_pretrain_cfg
+from soco.engine.trainer import PretrainTrainer
+
+
+class _Interrupted(Exception):
+    """Raised by :class:`_StopAfter` to simulate a run killed after a checkpoint."""
+
+
+class _StopAfter(HookBase):
+    def __init__(self, num_iters: int):
+        self.num_iters = num_iters
+
+    def after_step(self) -> None:
+        if self.trainer.iter + 1 >= self.num_iters:
+            raise _Interrupted
+
+
+class _RecordScalars(HookBase):
+    """Keep the raw (unsmoothed) per-iteration values of a few scalars."""
+
+    def __init__(self, names: tuple[str, ...] = ("total_loss", "tau", "lr")):
+        self.names = names
+        self.values: dict[str, dict[int, float]] = {n: {} for n in names}
+
+    def after_step(self) -> None:
+        histories = self.trainer.storage.histories()
+        for name in self.names:
+            if name in histories:
+                self.values[name][self.trainer.iter] = float(histories[name].latest())
+
+
+def write_tiny_images(folder: Path, count: int = 6, size: tuple[int, int] = (80, 64), seed: int = 0) -> Path:
+    """Write ``count`` small JPEG images with coloured rectangles into ``folder`` (an image root)."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        w, h = size[0] + 8 * (i % 3), size[1] + 8 * (i % 2)
+        pixels = np.full((h, w, 3), rng.integers(0, 255, 3), dtype=np.uint8)
+        for _ in range(3):
+            x0, y0 = rng.integers(0, w // 2), rng.integers(0, h // 2)
+            pixels[y0 : y0 + h // 3, x0 : x0 + w // 3] = rng.integers(0, 255, 3)
+        Image.fromarray(pixels).save(folder / f"img_{i:03d}.jpg", quality=95)
+    return folder
+
+
+def run_pretraining(
+    config_file: str,
+    output_dir: Path,
+    overrides: list[str],
+    resume: bool = False,
+    stop_after_iter: int | None = None,
+) -> tuple[PretrainTrainer, dict[str, dict[int, float]]]:
+    """Run ``tools/pretrain_net.py``'s main in-process; optionally kill it after ``stop_after_iter`` steps.
+
+    Returns the trainer and the raw per-iteration ``total_loss``, ``tau`` and ``lr`` values of this run.
+    """
+    opts = list(overrides) + ["OUTPUT_DIR", str(output_dir), "MODEL.DEVICE", "cpu"]
+    cfg = setup_pretrain_cfg(config_file, opts)
+    seed_all_rng(cfg.SEED)  # as default_setup does in tools/pretrain_net.py
+    trainer = PretrainTrainer(cfg)
+    recorder = _RecordScalars()
+    extra = [recorder] + ([_StopAfter(stop_after_iter)] if stop_after_iter is not None else [])
+    trainer.register_hooks(extra)
+    trainer.resume_or_load(resume=resume)
+    with contextlib.suppress(_Interrupted):
+        trainer.train()
+    return trainer, recorder.values
+
+
+def pretrain_args(config_file: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
+    """The argument namespace ``soco.engine.launch.main`` expects, for a single CPU process."""
+    return argparse.Namespace(
+        config_file=config_file,
+        opts=opts,
+        resume=resume,
+        num_gpus=1,
+        num_machines=1,
+        machine_rank=0,
+        dist_url="auto",
+        eval_only=False,
+    )
+
+
+def assert_resume_matches(config_file: str, tmp_path: Path, overrides: list[str], total_iters: int) -> None:
+    """Run ``total_iters`` straight, then half + kill + resume; losses, tau, lr and weights must agree."""
+    half = total_iters // 2
+    common = list(overrides) + ["SOLVER.MAX_ITER", str(total_iters), "SOLVER.CHECKPOINT_PERIOD", str(half)]
+    _, straight = run_pretraining(config_file, tmp_path / "straight", common)
+    _, first = run_pretraining(config_file, tmp_path / "resumed", common, stop_after_iter=half)
+    assert sorted(first["total_loss"]) == list(range(half)), "the interrupted run did not stop where asked"
+    _, second = run_pretraining(config_file, tmp_path / "resumed", common, resume=True)
+    assert sorted(second["total_loss"]) == list(range(half, total_iters)), (
+        "resume did not continue at the checkpoint"
+    )
+    for name in ("total_loss", "tau", "lr"):
+        resumed = {**first[name], **second[name]}
+        assert resumed.keys() == straight[name].keys(), name
+        for it, value in straight[name].items():
+            assert np.isclose(resumed[it], value, rtol=1e-5, atol=1e-6), f"{name} differs at iteration {it}"
+    straight_final = torch.load(tmp_path / "straight" / "model_final.pth", map_location="cpu")["model"]
+    resumed_final = torch.load(tmp_path / "resumed" / "model_final.pth", map_location="cpu")["model"]
+    assert straight_final.keys() == resumed_final.keys()
+    for key, value in straight_final.items():
+        torch.testing.assert_close(
+            resumed_final[key], value, rtol=1e-4, atol=1e-5, msg=f"weight {key} differs"
+        )

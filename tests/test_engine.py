@@ -1,0 +1,178 @@
+"""The pretraining engine end to end on a toy BYOL-style model: schedule, hooks, checkpoints, resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+from detectron2.config import configurable, get_cfg
+from detectron2.modeling import META_ARCH_REGISTRY
+from pretrain_testing import assert_resume_matches, pretrain_args, run_pretraining, write_tiny_images
+from torch import nn
+from torchvision import transforms
+
+from soco.config import add_soco_config
+from soco.data.build import VIEW_GENERATOR_REGISTRY
+from soco.engine.launch import main as pretrain_main
+from soco.engine.schedule import resolve_schedule
+from soco.modeling.momentum import create_target, ema_update_
+
+BASE_CONFIG = Path(__file__).resolve().parents[1] / "soco" / "configs" / "Base-Pretrain.yaml"
+
+
+@VIEW_GENERATOR_REGISTRY.register()
+class ToyTwoCrops:
+    """Two random 8x8 crops of the image: enough randomness to test seeding."""
+
+    def __init__(self, cfg):
+        self.crop = transforms.Compose(
+            [transforms.RandomResizedCrop(8, scale=(0.3, 1.0)), transforms.ToTensor()]
+        )
+
+    def __call__(self, image, proposals):
+        return {"view1": self.crop(image), "view2": self.crop(image)}
+
+
+@META_ARCH_REGISTRY.register()
+class ToyBYOL(nn.Module):
+    """Online encoder + predictor, momentum target encoder, negative cosine loss."""
+
+    @configurable
+    def __init__(self, *, hidden: int = 16):
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Flatten(), nn.Linear(3 * 8 * 8, hidden), nn.BatchNorm1d(hidden), nn.ReLU()
+        )
+        self.predictor = nn.Linear(hidden, hidden)
+        self.target = nn.ModuleDict({"encoder": create_target(self.encoder)})
+        self.after_backward_iters: list[int] = []
+
+    @classmethod
+    def from_config(cls, cfg):
+        return {}
+
+    def forward(self, batch):
+        online = self.predictor(self.encoder(batch["view1"]))
+        with torch.no_grad():
+            target = self.target["encoder"](batch["view2"])
+        return {"loss_cos": -2 * F.cosine_similarity(online, target, dim=1).mean()}
+
+    def momentum_update(self, tau: float) -> None:
+        ema_update_(self.target["encoder"], self.encoder, tau)
+
+    def after_backward(self, iteration: int) -> None:
+        self.after_backward_iters.append(iteration)
+
+
+@pytest.fixture(scope="module")
+def image_root(tmp_path_factory) -> Path:
+    return write_tiny_images(tmp_path_factory.mktemp("images"), count=6)
+
+
+@pytest.fixture(scope="module")
+def toy_config(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("cfg") / "toy.yaml"
+    path.write_text(
+        f'_BASE_: "{BASE_CONFIG}"\n'
+        "MODEL:\n  META_ARCHITECTURE: ToyBYOL\n"
+        "SOCO:\n  DATA:\n    VIEW_GENERATOR: ToyTwoCrops\n"
+        "SOLVER:\n  IMS_PER_BATCH: 4\n  BASE_LR: 0.5\n  MAX_ITER: 6\n  WARMUP_ITERS: 2\n"
+        "  LOG_PERIOD: 1\n  CHECKPOINT_PERIOD: 100\n"
+        "DATALOADER:\n  NUM_WORKERS: 0\n"
+    )
+    return str(path)
+
+
+def _cfg(**solver):
+    cfg = get_cfg()
+    add_soco_config(cfg)
+    for key, value in solver.items():
+        setattr(cfg.SOLVER, key, value)
+    return cfg
+
+
+def test_resolve_schedule_from_epochs_and_batch_scaling():
+    cfg = _cfg(EPOCHS=100, WARMUP_EPOCHS=10, IMS_PER_BATCH=2048, BASE_LR=1.0, LR_REFERENCE_BATCH=256)
+    resolved = resolve_schedule(cfg, num_images=1_281_167)
+    assert resolved.SOLVER.ITERS_PER_EPOCH == 625  # 1,281,167 // 2048, the original's drop_last
+    assert resolved.SOLVER.MAX_ITER == 62_500
+    assert resolved.SOLVER.WARMUP_ITERS == 6_250
+    assert resolved.SOLVER.BASE_LR == pytest.approx(8.0)
+    again = resolve_schedule(resolved, num_images=1_281_167)
+    assert (again.SOLVER.MAX_ITER, again.SOLVER.BASE_LR) == (62_500, pytest.approx(8.0))
+    assert cfg.SOLVER.EPOCHS == 100, "the input config must not be modified"
+
+
+def test_resolve_schedule_rejects_batch_larger_than_corpus():
+    with pytest.raises(ValueError, match="larger than the 10 images"):
+        resolve_schedule(_cfg(EPOCHS=1, IMS_PER_BATCH=16), num_images=10)
+
+
+def test_training_logs_tau_lr_and_writes_checkpoints(toy_config, image_root, tmp_path):
+    out = tmp_path / "run"
+    trainer, values = run_pretraining(toy_config, out, ["SOCO.DATA.IMAGE_ROOT", str(image_root)])
+    assert (out / "model_final.pth").is_file() and (out / "last_checkpoint").is_file()
+    losses = list(values["total_loss"].values())
+    assert len(losses) == 6 and all(torch.isfinite(torch.tensor(losses)))
+    taus = values["tau"]
+    assert taus[0] == pytest.approx(0.99) and all(taus[i] < taus[i + 1] for i in range(5))
+    lrs = values["lr"]
+    assert lrs[0] == pytest.approx(0.5 * 4 / 256 * 0.01)  # batch-scaled, warm-up from 1/100
+    assert trainer.model.after_backward_iters == list(range(6))
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert {"tau", "lr", "data_time", "total_loss"} <= set(metrics[-1])
+    assert any("images_per_sec" in m for m in metrics)
+    assert list(out.glob("events.out.tfevents.*")), "no TensorBoard event file"
+
+
+def test_target_branch_gets_no_gradient_and_follows_ema(toy_config, image_root, tmp_path):
+    trainer, _ = run_pretraining(toy_config, tmp_path / "run", ["SOCO.DATA.IMAGE_ROOT", str(image_root)])
+    model = trainer.model
+    assert all(p.grad is None for p in model.target.parameters())
+    online = torch.cat([p.flatten() for p in model.encoder.parameters()])
+    target = torch.cat([p.flatten() for p in model.target.parameters()])
+    assert not torch.equal(online, target), "the target must lag behind the online network"
+    assert torch.allclose(online, target, atol=0.05), (
+        "with tau ~0.99 the target stays close to the online network"
+    )
+
+
+def test_resume_equals_uninterrupted_run(toy_config, image_root, tmp_path):
+    assert_resume_matches(toy_config, tmp_path, ["SOCO.DATA.IMAGE_ROOT", str(image_root)], total_iters=6)
+
+
+def test_data_stream_does_not_depend_on_worker_count(toy_config, image_root, tmp_path):
+    runs = {}
+    for workers in (0, 2):
+        opts = [
+            "SOCO.DATA.IMAGE_ROOT",
+            str(image_root),
+            "DATALOADER.NUM_WORKERS",
+            str(workers),
+            "SOLVER.MAX_ITER",
+            "3",
+        ]
+        _, values = run_pretraining(toy_config, tmp_path / f"w{workers}", opts)
+        runs[workers] = values["total_loss"]
+    assert runs[0] == pytest.approx(runs[2])
+
+
+def test_cli_main_runs_and_refuses_a_random_seed(toy_config, image_root, tmp_path):
+    opts = [
+        "SOCO.DATA.IMAGE_ROOT",
+        str(image_root),
+        "OUTPUT_DIR",
+        str(tmp_path / "cli"),
+        "MODEL.DEVICE",
+        "cpu",
+    ]
+    with pytest.raises(ValueError, match="WARMUP_ITERS=2 must be smaller"):
+        pretrain_main(pretrain_args(toy_config, opts + ["SOLVER.MAX_ITER", "2"]))
+    pretrain_main(pretrain_args(toy_config, opts + ["SOLVER.MAX_ITER", "2", "SOLVER.WARMUP_ITERS", "1"]))
+    assert (tmp_path / "cli" / "model_final.pth").is_file()
+    assert (tmp_path / "cli" / "config.yaml").is_file()
+    with pytest.raises(ValueError, match="fixed SEED"):
+        pretrain_main(pretrain_args(toy_config, opts + ["SEED", "-1", "OUTPUT_DIR", str(tmp_path / "cli2")]))

@@ -1,0 +1,74 @@
+"""LARS against a hand computation, parameter groups, and the optimizer registry."""
+
+import pytest
+import torch
+from detectron2.config import get_cfg
+from torch import nn
+
+from soco.config import add_soco_config
+from soco.solver import LARS, build_optimizer, build_param_groups
+
+
+def test_lars_step_matches_hand_computation():
+    weight = nn.Parameter(torch.tensor([[3.0, 4.0]]))  # ||w|| = 5
+    bias = nn.Parameter(torch.tensor([1.0]))
+    opt = LARS(
+        [
+            {"params": [weight], "weight_decay": 0.1, "lars_adapt": True},
+            {"params": [bias], "weight_decay": 0.0, "lars_adapt": False},
+        ],
+        lr=2.0,
+        momentum=0.9,
+        trust_coefficient=0.001,
+        eps=1e-8,
+    )
+    weight.grad = torch.tensor([[0.0, 1.0]])
+    bias.grad = torch.tensor([0.5])
+    opt.step()
+    update = torch.tensor([[0.3, 1.4]])  # g + wd * w
+    ratio = 0.001 * 5.0 / (torch.linalg.vector_norm(update) + 1e-8)
+    expected_w = torch.tensor([[3.0, 4.0]]) - 2.0 * ratio * update
+    torch.testing.assert_close(weight.data, expected_w)
+    torch.testing.assert_close(bias.data, torch.tensor([1.0 - 2.0 * 0.5]))  # plain SGD, no adaptation
+
+    # Second step: momentum buffer = 0.9 * previous + new (scaled) update.
+    weight.grad = torch.tensor([[0.0, 1.0]])
+    bias.grad = torch.tensor([0.5])
+    before = weight.data.clone()
+    opt.step()
+    update2 = torch.tensor([[0.0, 1.0]]) + 0.1 * before
+    ratio2 = 0.001 * torch.linalg.vector_norm(before) / torch.linalg.vector_norm(update2)
+    expected_w2 = before - 2.0 * (0.9 * ratio * update + ratio2 * update2)
+    torch.testing.assert_close(weight.data, expected_w2)
+    torch.testing.assert_close(bias.data, torch.tensor([0.0 - 2.0 * (0.9 * 0.5 + 0.5)]))
+
+
+def test_lars_skips_adaptation_for_zero_weights():
+    weight = nn.Parameter(torch.zeros(2, 2))
+    opt = LARS([weight], lr=1.0, momentum=0.0)
+    weight.grad = torch.ones(2, 2)
+    opt.step()
+    torch.testing.assert_close(weight.data, -torch.ones(2, 2))
+
+
+def test_param_groups_split_1d_parameters_and_skip_frozen():
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    model[2].weight.requires_grad_(False)
+    groups = build_param_groups(model, weight_decay=1e-5, weight_decay_1d=0.0, adapt_1d=False)
+    matrices, vectors = groups
+    assert [p.shape for p in matrices["params"]] == [torch.Size([4, 3])]
+    assert len(vectors["params"]) == 4  # linear bias, BN weight and bias, last bias
+    assert (matrices["weight_decay"], matrices["lars_adapt"]) == (1e-5, True)
+    assert (vectors["weight_decay"], vectors["lars_adapt"]) == (0.0, False)
+
+
+def test_build_optimizer_by_name():
+    cfg = get_cfg()
+    add_soco_config(cfg)
+    model = nn.Linear(2, 2)
+    assert isinstance(build_optimizer(cfg, model), LARS)
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    assert type(build_optimizer(cfg, model)) is torch.optim.SGD
+    cfg.SOLVER.OPTIMIZER = "Adam"
+    with pytest.raises(KeyError, match="'Adam' is not registered"):
+        build_optimizer(cfg, model)
