@@ -1,0 +1,31 @@
+"""Extract the online backbone of a pretraining checkpoint under Detectron2 ResNet names.
+
+Writes ``{"model": {stem.*, res2..5.*} tensors, "__author__": "soco", "matching_heuristics": True}``.
+A Detectron2 ``ResNet`` built by ``build_resnet_backbone`` (``OUT_FEATURES`` up to res5) loads
+``ckpt["model"]`` with ``load_state_dict`` directly, which is what linear probes and kNN evaluation
+need; ``DetectionCheckpointer`` also loads it into a detector.
+
+  python converters/extract_backbone_weights.py output/soco_c4_100ep/model_final.pth soco_c4_backbone.pth
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from soco.checkpoint import backbone_payload, convert_file, save_torch
+from soco.checkpoint.cli import converter_parser, run
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = converter_parser(__doc__, "backbone weights to write (.pth)")
+    args = parser.parse_args(argv)
+    weights, report = convert_file(args.input, args.format, "backbone", args.trust_pickle)
+    print(report.summary(args.verbose))
+    save_torch(backbone_payload(weights), args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))

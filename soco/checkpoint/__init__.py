@@ -1,0 +1,48 @@
+"""Checkpoint conversion: read every supported release, write Detectron2 / torchvision weights.
+
+* ``formats``: registry of source layouts (``auto`` detection) and their keep / drop rules;
+* ``rename``: torchvision <-> Detectron2 ResNet names, original-SoCo FPN / head names;
+* ``convert``: the conversion with its report, and the payloads of the written files;
+* ``validate`` / ``verify``: completeness checks, and matching against a fine-tuning model;
+* ``publish``: strip training state from our checkpoints.
+"""
+
+from .convert import (
+    KEEP_CHOICES,
+    ConversionReport,
+    backbone_payload,
+    convert_checkpoint,
+    convert_file,
+    detectron2_payload,
+    torchvision_payload,
+)
+from .formats import SOURCE_FORMATS, SourceFormat, detect_format, get_format, register_format
+from .io import load_checkpoint, save_pickle, save_torch
+from .publish import publish_checkpoint
+from .validate import CheckpointLayoutError, TransferArchitecture, validate_transfer_weights
+from .verify import TransferCheck, check_transfer, check_transfer_with_config
+
+__all__ = [
+    "KEEP_CHOICES",
+    "SOURCE_FORMATS",
+    "CheckpointLayoutError",
+    "ConversionReport",
+    "SourceFormat",
+    "TransferArchitecture",
+    "TransferCheck",
+    "backbone_payload",
+    "check_transfer",
+    "check_transfer_with_config",
+    "convert_checkpoint",
+    "convert_file",
+    "detect_format",
+    "detectron2_payload",
+    "get_format",
+    "load_checkpoint",
+    "publish_checkpoint",
+    "register_format",
+    "save_pickle",
+    "save_torch",
+    "torchvision_payload",
+    "validate_transfer_weights",
+]

@@ -1,0 +1,20 @@
+"""Fine-tuning pretrained backbones in Detectron2: the C4 extra-norm head, datasets, evaluators, trainer.
+
+Importing the package registers ``Res5ROIHeadsExtraNorm`` in Detectron2's ``ROI_HEADS_REGISTRY``.
+"""
+
+from .config import load_transfer_config, setup_transfer
+from .datasets import register_coco_format_dataset
+from .evaluation import build_evaluator
+from .roi_heads import Res5ROIHeadsExtraNorm
+from .trainer import TransferTrainer, evaluate_weights
+
+__all__ = [
+    "Res5ROIHeadsExtraNorm",
+    "TransferTrainer",
+    "build_evaluator",
+    "evaluate_weights",
+    "load_transfer_config",
+    "register_coco_format_dataset",
+    "setup_transfer",
+]

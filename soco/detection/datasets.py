@@ -1,0 +1,58 @@
+"""Register users' own COCO-format datasets next to Detectron2's builtin ones.
+
+Builtin datasets (COCO, LVIS, Pascal VOC, ...) are registered by Detectron2 itself from
+``$DETECTRON2_DATASETS``; this module only adds a dataset given as a json file plus an image folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from detectron2.config import CfgNode
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.data.datasets import register_coco_instances
+
+
+def register_coco_format_dataset(name: str, json_file: str, image_root: str) -> None:
+    """Register ``name`` as a COCO-format instance dataset (evaluated with the COCO evaluator).
+
+    Registering the same name again with the same files is a no-op, so every worker process of a
+    multi-GPU run (and a training followed by an evaluation in one process) can call this.
+    """
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(f"dataset {name!r}: annotation file {json_file!r} does not exist")
+    if not os.path.isdir(image_root):
+        raise FileNotFoundError(f"dataset {name!r}: image folder {image_root!r} does not exist")
+    json_file, image_root = os.path.abspath(json_file), os.path.abspath(image_root)
+    if name in DatasetCatalog.list():
+        meta = MetadataCatalog.get(name)
+        if meta.get("json_file") == json_file and meta.get("image_root") == image_root:
+            return
+        raise ValueError(
+            f"dataset name {name!r} is already registered (json {meta.get('json_file')!r}); pick another name"
+        )
+    register_coco_instances(name, {}, json_file, image_root)
+
+
+def coco_category_count(json_file: str) -> int:
+    """Number of categories declared in a COCO-format annotation file."""
+    with open(json_file) as f:
+        categories = json.load(f).get("categories")
+    if not categories:
+        raise ValueError(f"{json_file}: no 'categories' list; a COCO-format file needs one")
+    return len(categories)
+
+
+def check_num_classes(cfg: CfgNode, dataset_names: list[str]) -> None:
+    """Fail early when a user dataset used for training declares another number of categories than
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` (Detectron2 would crash mid-training or train unused classes)."""
+    for name in dataset_names:
+        if name not in cfg.DATASETS.TRAIN:
+            continue
+        count = coco_category_count(MetadataCatalog.get(name).json_file)
+        if count != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
+            raise ValueError(
+                f"dataset {name!r} has {count} categories but MODEL.ROI_HEADS.NUM_CLASSES is "
+                f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES}; add 'MODEL.ROI_HEADS.NUM_CLASSES {count}' to the command"
+            )

@@ -1,0 +1,31 @@
+"""Fine-tuning trainer: Detectron2's ``DefaultTrainer`` with evaluators chosen per dataset."""
+
+from __future__ import annotations
+
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import CfgNode
+from detectron2.engine import DefaultTrainer
+from detectron2.evaluation import DatasetEvaluator, verify_results
+from detectron2.utils import comm
+
+from .evaluation import build_evaluator
+
+
+class TransferTrainer(DefaultTrainer):
+    """``DefaultTrainer`` that evaluates COCO, LVIS and Pascal VOC datasets (see ``evaluation.py``)."""
+
+    @classmethod
+    def build_evaluator(
+        cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None
+    ) -> DatasetEvaluator:
+        return build_evaluator(cfg, dataset_name, output_folder)
+
+
+def evaluate_weights(cfg: CfgNode, resume: bool = False) -> dict:
+    """Evaluate ``MODEL.WEIGHTS`` (or, with ``resume``, the last checkpoint in ``OUTPUT_DIR``)."""
+    model = TransferTrainer.build_model(cfg)
+    DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+    results = TransferTrainer.test(cfg, model)
+    if comm.is_main_process():
+        verify_results(cfg, results)
+    return results

@@ -1,0 +1,52 @@
+"""Registering users' COCO-format datasets."""
+
+import pytest
+from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog, MetadataCatalog
+from transfer_testing import write_tiny_coco_dataset
+
+from soco.detection.datasets import check_num_classes, coco_category_count, register_coco_format_dataset
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return write_tiny_coco_dataset(tmp_path_factory.mktemp("shapes"), num_images=3)
+
+
+def test_register_loads_records_and_is_idempotent(dataset):
+    json_file, images = map(str, dataset)
+    register_coco_format_dataset("soco_test_shapes", json_file, images)
+    register_coco_format_dataset("soco_test_shapes", json_file, images)  # same files: no error
+    records = DatasetCatalog.get("soco_test_shapes")
+    assert len(records) == 3 and all(r["annotations"] for r in records)
+    assert records[0]["annotations"][0]["segmentation"], "polygon masks are read"
+    meta = MetadataCatalog.get("soco_test_shapes")
+    assert meta.evaluator_type == "coco" and meta.thing_classes == ["rectangle", "ellipse"]
+    assert coco_category_count(json_file) == 2
+
+
+def test_name_clash_and_missing_files_are_errors(dataset, tmp_path):
+    json_file, images = map(str, dataset)
+    register_coco_format_dataset("soco_test_clash", json_file, images)
+    other = tmp_path / "other.json"
+    other.write_text(dataset[0].read_text())
+    with pytest.raises(ValueError, match="already registered"):
+        register_coco_format_dataset("soco_test_clash", str(other), images)
+    with pytest.raises(FileNotFoundError, match="annotation file"):
+        register_coco_format_dataset("soco_test_missing", str(tmp_path / "nope.json"), images)
+    with pytest.raises(FileNotFoundError, match="image folder"):
+        register_coco_format_dataset("soco_test_missing", json_file, str(tmp_path / "nope"))
+
+
+def test_num_classes_must_match_the_training_dataset(dataset):
+    json_file, images = map(str, dataset)
+    register_coco_format_dataset("soco_test_classes", json_file, images)
+    cfg = get_cfg()
+    cfg.DATASETS.TRAIN = ("soco_test_classes",)
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 2
+    check_num_classes(cfg, ["soco_test_classes"])
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 80
+    with pytest.raises(ValueError, match="'MODEL.ROI_HEADS.NUM_CLASSES 2'"):
+        check_num_classes(cfg, ["soco_test_classes"])
+    cfg.DATASETS.TRAIN = ("coco_2017_train",)
+    check_num_classes(cfg, ["soco_test_classes"])  # only training datasets are checked

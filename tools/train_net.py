@@ -1,0 +1,55 @@
+"""Fine-tune (or evaluate) a Detectron2 detector from converted pretraining weights.
+
+  python tools/train_net.py --num-gpus 8 \\
+      --config-file detectron2_configs/coco/mask_rcnn_R_50_FPN_1x_soco_fpn_100ep.yaml
+  python tools/train_net.py --config-file ... --eval-only MODEL.WEIGHTS output/ft/model_final.pth
+  # own data in COCO format (name, annotation json, image folder; repeat for each split):
+  python tools/train_net.py --config-file detectron2_configs/coco/mask_rcnn_R_50_FPN_1x_soco_fpn_100ep.yaml \\
+      --register-coco mydata_train train.json images/ --register-coco mydata_val val.json images/ \\
+      DATASETS.TRAIN '("mydata_train",)' DATASETS.TEST '("mydata_val",)' MODEL.ROI_HEADS.NUM_CLASSES 3
+
+Builtin datasets (COCO, LVIS, Pascal VOC) are read from $DETECTRON2_DATASETS (default ./datasets).
+Several machines: add --num-machines N --machine-rank R --dist-url tcp://HOST:PORT.
+"""
+from __future__ import annotations
+
+import argparse
+
+from detectron2.engine import default_argument_parser, launch
+
+from soco.detection import TransferTrainer, evaluate_weights, setup_transfer
+
+
+def build_argument_parser() -> argparse.ArgumentParser:
+    """Detectron2's standard arguments plus ``--register-coco NAME JSON IMAGE_DIR``."""
+    parser = default_argument_parser(epilog=__doc__)
+    parser.add_argument(
+        "--register-coco",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help="register a COCO-format dataset under NAME (repeatable); use NAME in DATASETS.TRAIN/TEST",
+    )
+    return parser
+
+
+def main(args: argparse.Namespace):
+    cfg = setup_transfer(args)
+    if args.eval_only:
+        return evaluate_weights(cfg, resume=args.resume)
+    trainer = TransferTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = build_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
