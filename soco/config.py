@@ -119,4 +119,64 @@ def _add_soco_model_config(cfg: CN) -> None:
 
 
 def _add_baselines_config(cfg: CN) -> None:
-    """Keys of the image-level baselines (MoCo v2, SwAV, DenseCL)."""
+    """Keys of the image-level baselines (MoCo v2, SwAV, DenseCL) and their view generators.
+
+    Their backbones are Detectron2's (MODEL.BACKBONE.NAME, MODEL.RESNETS.*) with OUT_FEATURES ["res5"].
+    """
+    cfg.MOCO = CN()
+    # Hidden width of the projection MLP on pooled res5 (res5 -> hidden -> norm -> ReLU -> embedding).
+    cfg.MOCO.MLP_HIDDEN_DIM = 2048
+    # Dimension of the L2-normalised embedding the projection MLP outputs.
+    cfg.MOCO.EMBED_DIM = 128
+    # Norm of the MLP's hidden layer: "" (none, MoCo v2), "BN" or "SyncBN".
+    cfg.MOCO.MLP_NORM = ""
+    # Keys in the queue of negatives, a multiple of SOLVER.IMS_PER_BATCH (DenseCL: also its dense queue).
+    cfg.MOCO.QUEUE_LENGTH = 65536
+    # Softmax temperature of the InfoNCE loss (MoCo v1: 0.07, v2: 0.2).
+    cfg.MOCO.TEMPERATURE = 0.2
+    cfg.MOCO.VIEWS = CN()
+    # MoCoV2Views (MoCo v2 and DenseCL): side in pixels of both random-resized crops.
+    cfg.MOCO.VIEWS.SIZE = 224
+    # MoCoV2Views: area range of the random-resized crops, as fractions of the image area.
+    cfg.MOCO.VIEWS.CROP_SCALE = (0.2, 1.0)
+
+    cfg.DENSECL = CN()
+    # Weight lambda of the dense loss: loss = (1 - lambda) * global InfoNCE + lambda * dense InfoNCE.
+    cfg.DENSECL.LOSS_WEIGHT = 0.5
+
+    cfg.SWAV = CN()
+    # Hidden width of the projection MLP on pooled res5 (res5 -> hidden -> norm -> ReLU -> embedding).
+    cfg.SWAV.MLP_HIDDEN_DIM = 2048
+    # Dimension of the L2-normalised embedding the projection MLP outputs.
+    cfg.SWAV.EMBED_DIM = 128
+    # Norm of the MLP's hidden layer: "" (none), "BN" or "SyncBN".
+    cfg.SWAV.MLP_NORM = "SyncBN"
+    # Number of prototypes (rows of the bias-free linear layer "prototypes").
+    cfg.SWAV.NUM_PROTOTYPES = 3000
+    # Softmax temperature of the swapped prediction.
+    cfg.SWAV.TEMPERATURE = 0.1
+    # Sinkhorn-Knopp: entropy regularisation epsilon.
+    cfg.SWAV.SINKHORN_EPSILON = 0.05
+    # Sinkhorn-Knopp: number of row/column normalisation rounds.
+    cfg.SWAV.SINKHORN_ITERS = 3
+    # Indices (in crop order: the crops of SWAV.VIEWS group 0 first) of the crops whose codes are predicted.
+    cfg.SWAV.CROPS_FOR_ASSIGN = [0, 1]
+    # Queue length per assigned crop (0: no queue), rounded down to a multiple of SOLVER.IMS_PER_BATCH.
+    cfg.SWAV.QUEUE_LENGTH = 0
+    # Queue start (filling begins; used once full) in epochs, for runs scheduled by SOLVER.EPOCHS.
+    cfg.SWAV.QUEUE_START_EPOCHS = 15.0
+    # Queue start in iterations, for runs scheduled by SOLVER.MAX_ITER (SOLVER.EPOCHS 0).
+    cfg.SWAV.QUEUE_START_ITER = 0
+    # Prototype gradients are dropped for this many epochs (runs scheduled by SOLVER.EPOCHS) ...
+    cfg.SWAV.FREEZE_PROTOTYPES_EPOCHS = 1.0
+    # ... or for this many iterations (runs scheduled by SOLVER.MAX_ITER, SOLVER.EPOCHS 0).
+    cfg.SWAV.FREEZE_PROTOTYPES_ITERS = 0
+    cfg.SWAV.VIEWS = CN()
+    # MultiCropViews: side in pixels of the crops of each group (the crops are ordered group by group).
+    cfg.SWAV.VIEWS.SIZES = [224, 96]
+    # MultiCropViews: number of crops of each group.
+    cfg.SWAV.VIEWS.NUM_CROPS = [2, 6]
+    # MultiCropViews: smallest area of each group's random-resized crops, as a fraction of the image area.
+    cfg.SWAV.VIEWS.MIN_SCALES = [0.14, 0.05]
+    # MultiCropViews: largest area of each group's random-resized crops, as a fraction of the image area.
+    cfg.SWAV.VIEWS.MAX_SCALES = [1.0, 0.14]

@@ -28,4 +28,4 @@ def test_benchmark_report_on_a_tiny_image():
     stats = benchmark(images, [FELZENSZWALB_FLOOR, "reference"], log=lambda line: None)
     assert stats["reference"].recalls == [1.0] and stats["reference"].exact == [True]
     report = format_report(stats, images, cores=64)
-    assert "reference" in report and "felzenszwalb-floor" in report and "wall h" in report
+    assert "| reference | " in report and "| felzenszwalb-floor | " in report and "| wall h |" in report

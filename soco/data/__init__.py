@@ -1,5 +1,5 @@
 """Pretraining data: image lists, proposal-aware view generators, the resumable loader."""
-
+from . import image_views, soco  # noqa: F401  (registers the view generators)
 from .build import (
     VIEW_GENERATOR_REGISTRY,
     PretrainDataset,

@@ -136,8 +136,10 @@ def format_report(
     lines = [
         f"{len(images)} images, mean {megapixels:.3f} Mpx, CPU seconds on one core; projection: "
         f"{num_images} images on {cores} cores, as measured and scaled to {target_megapixels:.3f} Mpx",
-        f"{'method':<24}{'s/img/core':>11}{'median':>8}{'boxes/img':>10}{'recall@0.7':>11}"
-        f"{'identical':>10}{'x floor':>8}{'x package':>10}{'wall h':>8}{'wall h @px':>11}",
+        "",
+        "| method | s/img/core | median | boxes/img | recall@0.7 | identical | x floor | x package "
+        "| wall h | wall h @px |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in stats.items():
         mean = float(np.mean(s.seconds))
@@ -147,8 +149,9 @@ def format_report(
         vs_floor = f"{mean / floor:.2f}" if floor else "-"
         vs_package = f"{mean / package:.2f}" if package else "-"
         hours = mean * num_images / cores / 3600
-        lines.append(
-            f"{name:<24}{mean:>11.3f}{np.median(s.seconds):>8.3f}{boxes:>10}{rec:>11}{identical:>10}"
-            f"{vs_floor:>8}{vs_package:>10}{hours:>8.2f}{hours * target_megapixels / megapixels:>11.2f}"
-        )
+        cells = [
+            name, f"{mean:.3f}", f"{np.median(s.seconds):.3f}", boxes, rec, identical, vs_floor, vs_package,
+            f"{hours:.2f}", f"{hours * target_megapixels / megapixels:.2f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -1,0 +1,5 @@
+"""SoCo's data side: box geometry, photometric augmentations and the registered view generators."""
+
+from .views import SoCoC4Views, SoCoFPNStarViews, SoCoFPNViews, SoCoViews
+
+__all__ = ["SoCoC4Views", "SoCoFPNStarViews", "SoCoFPNViews", "SoCoViews"]

@@ -1,0 +1,129 @@
+#!/usr/bin/env bash
+# Launch tools/pretrain_net.py for one pretraining config on one node of a (multi-node) job.
+# Used by the per-recipe launchers (tools/SoCo_FPN_100ep.sh, ...); run it from anywhere.
+#
+#   tools/launch_pretrain.sh CONFIG --data DIR --proposals FILE [--output DIR] [--gpus N] [--nodes N]
+#                            [--node-rank R] [--master-addr HOST] [--master-port PORT] [--dry-run] [KEY VALUE ...]
+#
+# Every option also reads an environment variable (torchrun/SLURM names), used when the option is absent:
+#   --data DATA_DIR, --proposals PROPOSALS, --output OUTPUT_DIR, --gpus GPUS_PER_NODE (else SLURM_GPUS_ON_NODE,
+#   else the number of GPUs nvidia-smi lists), --nodes NNODES (else SLURM_NNODES, else 1),
+#   --node-rank NODE_RANK (else SLURM_NODEID, else 0), --master-addr MASTER_ADDR (else the first host of
+#   SLURM_JOB_NODELIST, else 127.0.0.1), --master-port MASTER_PORT (else 28652).
+# KEY VALUE pairs after the options override config keys (e.g. SOLVER.IMS_PER_BATCH 1024).
+# The run always passes --resume: relaunching the same command continues from OUTPUT_DIR/last_checkpoint.
+set -euo pipefail
+
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+
+if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
+    usage
+    exit 0
+fi
+config="$1"
+shift
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# Paths given relative to the caller's directory stay valid after moving to the repository root.
+absolute() { if [[ -z "$1" || "$1" == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
+if [[ -f "$config" ]]; then
+    config="$(absolute "$config")"
+elif [[ ! -f "$repo_root/$config" ]]; then
+    echo "error: config file $config not found (relative to $PWD or to the repository root $repo_root)" >&2
+    exit 2
+fi
+
+first_slurm_host() {
+    if [[ -n "${SLURM_JOB_NODELIST:-}" ]] && command -v scontrol >/dev/null 2>&1; then
+        scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1
+    fi
+}
+
+count_gpus() {
+    if command -v nvidia-smi >/dev/null 2>&1; then
+        nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true
+    fi
+}
+
+data_dir="${DATA_DIR:-}"
+proposals="${PROPOSALS:-}"
+output_dir="${OUTPUT_DIR:-output/$(basename "$config" .yaml)}"
+gpus="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-}}"
+nodes="${NNODES:-${SLURM_NNODES:-1}}"
+node_rank="${NODE_RANK:-${SLURM_NODEID:-0}}"
+master_addr="${MASTER_ADDR:-}"
+master_port="${MASTER_PORT:-28652}"
+dry_run=0
+
+need_value() {
+    if [[ $# -lt 2 || -z "$2" ]]; then
+        echo "error: option $1 needs a value" >&2
+        exit 2
+    fi
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --data) need_value "$@"; data_dir="$2"; shift 2 ;;
+        --proposals) need_value "$@"; proposals="$2"; shift 2 ;;
+        --output) need_value "$@"; output_dir="$2"; shift 2 ;;
+        --gpus) need_value "$@"; gpus="$2"; shift 2 ;;
+        --nodes) need_value "$@"; nodes="$2"; shift 2 ;;
+        --node-rank) need_value "$@"; node_rank="$2"; shift 2 ;;
+        --master-addr) need_value "$@"; master_addr="$2"; shift 2 ;;
+        --master-port) need_value "$@"; master_port="$2"; shift 2 ;;
+        --dry-run) dry_run=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        --*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+        *) break ;;
+    esac
+done
+
+data_dir="$(absolute "$data_dir")"
+proposals="$(absolute "$proposals")"
+output_dir="$(absolute "$output_dir")"
+cd "$repo_root"
+
+if [[ -z "$data_dir" ]]; then
+    echo "error: no image data: pass --data DIR (image folder, ImageNet train tree or train_map.txt) or set DATA_DIR" >&2
+    exit 2
+fi
+if [[ -z "$proposals" ]]; then
+    echo "error: no proposals: pass --proposals FILE (SoCo JSON or proposal store) or set PROPOSALS" >&2
+    exit 2
+fi
+if (( $# % 2 )); then
+    echo "error: config overrides must come in KEY VALUE pairs, got: $*" >&2
+    exit 2
+fi
+if [[ -z "$gpus" ]]; then
+    gpus="$(count_gpus)"
+    gpus="${gpus:-0}"
+    (( gpus > 0 )) || gpus=1
+fi
+if [[ -z "$master_addr" ]]; then
+    master_addr="$(first_slurm_host)"
+    master_addr="${master_addr:-127.0.0.1}"
+fi
+
+python="${PYTHON:-}"
+if [[ -z "$python" ]]; then
+    if [[ -x .venv/bin/python ]]; then python=.venv/bin/python; else python=python; fi
+fi
+
+command=(
+    "$python" tools/pretrain_net.py
+    --config-file "$config"
+    --num-gpus "$gpus" --num-machines "$nodes" --machine-rank "$node_rank"
+    --dist-url "tcp://${master_addr}:${master_port}"
+    --resume
+    SOCO.DATA.IMAGE_ROOT "$data_dir" SOCO.DATA.PROPOSALS "$proposals" OUTPUT_DIR "$output_dir"
+    "$@"
+)
+echo "node $node_rank of $nodes, $gpus GPU(s), master ${master_addr}:${master_port}, output $output_dir" >&2
+if (( dry_run )); then
+    printf '%q ' "${command[@]}"
+    echo
+    exit 0
+fi
+exec "${command[@]}"
