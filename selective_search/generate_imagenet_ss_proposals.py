@@ -1,4 +1,4 @@
-"""Step 1: raw selective-search proposals for every image of a corpus (sharded, resumable).
+r"""Step 1: raw selective-search proposals for every image of a corpus (sharded, resumable).
 
 Example (one machine of 4, 64 cores)::
 
@@ -7,10 +7,10 @@ Example (one machine of 4, 64 cores)::
 """
 
 import argparse
-import logging
 import os
 
 from soco.proposals.backends import PROPOSAL_BACKENDS
+from soco.proposals.cli import setup_logging
 from soco.proposals.generate import DEFAULT_CHUNK_SIZE, generate_shard
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging()
     generate_shard(
         args.image_root,
         args.output,

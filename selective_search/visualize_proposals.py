@@ -1,4 +1,4 @@
-"""Draw an image's raw (left) and filtered (right) proposals into a PNG.
+r"""Draw an image's raw (left) and filtered (right) proposals into a PNG.
 
 Raw boxes come from a generation output (``--raw``) or are computed now (``--backend``); filtered
 boxes come from a SoCo JSON or store (``--proposals``) or from filtering the raw ones (``--strategy``)::

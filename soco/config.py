@@ -36,6 +36,8 @@ def _add_engine_config(cfg: CN) -> None:
     cfg.SOLVER.AMP.PRECISION = "float16"
     # Let DDP tolerate parameters that get no gradient in a step (e.g. an FPN level without boxes).
     cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = True
+    # Periodic checkpoints kept on disk (older ones are deleted; 0 keeps all). model_final.pth is always kept.
+    cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0
     # Period (iterations) of the console / metrics.json / TensorBoard writers.
     cfg.SOLVER.LOG_PERIOD = 20
 

@@ -83,3 +83,16 @@ def test_missing_proposals_fall_back_and_a_wrong_file_is_an_error(tmp_path, monk
     wrong.write_text(json.dumps({"n0000_1": [[1, 2, 3, 4]]}))
     with pytest.raises(ValueError, match="none of the 3 images"):
         build_pretrain_dataset(_cfg(root, wrong))
+
+
+def test_empty_image_root_is_a_clear_error():
+    with pytest.raises(ValueError, match="the image root is empty"):
+        list_images("")
+
+
+def test_soco_views_refuse_a_config_without_proposals(tmp_path):
+    root = write_tiny_images(tmp_path / "imgs", count=2)
+    cfg = _cfg(root, "")
+    cfg.SOCO.DATA.VIEW_GENERATOR = "SoCoFPNViews"
+    with pytest.raises(ValueError, match="SoCoFPNViews needs proposals"):
+        build_pretrain_dataset(cfg)

@@ -10,7 +10,10 @@ from transfer_testing import CONFIGS, TINY_R50
 
 from soco.detection import load_transfer_config
 
-ALL = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml"))
+DEMO = "demo/mask_rcnn_R18_FPN_demo.yaml"  # the scaled-down config of `make demo`, tested on its own below
+ALL = sorted(
+    str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.yaml") if str(p.relative_to(CONFIGS)) != DEMO
+)
 BASES = {
     "Base-SSL.yaml",
     "Base-RCNN-FPN-SSL.yaml",
@@ -124,3 +127,26 @@ def test_schedules_and_datasets():
     assert voc.DATASETS.TRAIN == ("voc_2007_trainval", "voc_2012_trainval") and voc.DATASETS.TEST == (
         "voc_2007_test",
     )
+
+
+def test_demo_config_matches_the_tiny_soco_pretraining_architecture():
+    """The demo fine-tunes from tiny SoCo FPN weights: backbone, FPN and box head shapes must agree."""
+    from soco.engine.launch import setup_pretrain_cfg
+
+    demo = load_transfer_config(str(CONFIGS / DEMO))
+    tiny = setup_pretrain_cfg(str(CONFIGS.parent / "soco" / "configs" / "tiny" / "SoCo_FPN.yaml"), [])
+    for key in (
+        "RESNETS.DEPTH",
+        "RESNETS.RES2_OUT_CHANNELS",
+        "RESNETS.STRIDE_IN_1X1",
+        "FPN.OUT_CHANNELS",
+        "ROI_BOX_HEAD.NUM_CONV",
+        "ROI_BOX_HEAD.CONV_DIM",
+        "ROI_BOX_HEAD.NUM_FC",
+        "ROI_BOX_HEAD.FC_DIM",
+    ):
+        group, name = key.split(".")
+        assert demo.MODEL[group][name] == tiny.MODEL[group][name], key
+    assert demo.INPUT.FORMAT == "RGB" and demo.MODEL.PIXEL_STD == [58.395, 57.12, 57.375]
+    demo.merge_from_list(["MODEL.DEVICE", "cpu"])
+    assert build_model(demo).roi_heads.box_predictor.cls_score.out_features == 3 + 1

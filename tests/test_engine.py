@@ -176,3 +176,11 @@ def test_cli_main_runs_and_refuses_a_random_seed(toy_config, image_root, tmp_pat
     assert (tmp_path / "cli" / "config.yaml").is_file()
     with pytest.raises(ValueError, match="fixed SEED"):
         pretrain_main(pretrain_args(toy_config, opts + ["SEED", "-1", "OUTPUT_DIR", str(tmp_path / "cli2")]))
+
+
+def test_periodic_checkpoints_are_pruned(toy_config, image_root, tmp_path):
+    out = tmp_path / "run"
+    opts = ["SOCO.DATA.IMAGE_ROOT", str(image_root), "SOLVER.CHECKPOINT_PERIOD", "1"]
+    run_pretraining(toy_config, out, opts + ["SOLVER.CHECKPOINT_MAX_TO_KEEP", "2"])
+    assert sorted(p.name for p in out.glob("model_0*.pth")) == ["model_0000004.pth", "model_0000005.pth"]
+    assert (out / "model_final.pth").is_file()

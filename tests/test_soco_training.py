@@ -149,7 +149,19 @@ def test_launcher_builds_the_multi_node_command_from_slurm_variables(tmp_path):
     assert expected in " ".join(words)
     assert words[words.index("SOCO.DATA.IMAGE_ROOT") + 1] == str(tmp_path / "imgs")
     assert words[-2:] == ["SOLVER.IMS_PER_BATCH", "1024"] and "soco/configs/SoCo_FPN_100ep.yaml" in words
-    missing = subprocess.run(
-        [launcher, "--data", "imgs"], cwd=tmp_path, env=env, capture_output=True, text=True
+    assert words[words.index("OUTPUT_DIR") + 1] == str(tmp_path / "output" / "soco_fpn_100ep")
+    assert words[words.index("SOCO.DATA.PROPOSALS") + 1] == "/p.json"
+    image_level = subprocess.run(
+        [str(REPO / "tools" / "MoCoV2_200ep.sh"), "--data", "imgs", "--dry-run"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert missing.returncode == 2 and "--proposals" in missing.stderr
+    assert image_level.returncode == 0, image_level.stderr
+    assert "SOCO.DATA.PROPOSALS" not in image_level.stdout and "output/mocov2_200ep" in image_level.stdout
+    no_data = subprocess.run(
+        [launcher, "--proposals", "/p.json"], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert no_data.returncode == 2 and "--data" in no_data.stderr

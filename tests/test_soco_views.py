@@ -234,6 +234,13 @@ def test_level_assignment_uses_sqrt_area_and_rejects_oversized_boxes():
         B.assign_levels(np.array([[0.0, 0.0, 225.0, 225.0]]), [48, 96, 192, 224])
 
 
+def test_a_box_filling_the_view_is_assigned_despite_float_noise():
+    window = B.CropWindow(left=0.0, top=0.0, width=187.0, height=187.0)  # 96 / 187 * 187 > 96 in floats
+    whole = B.window_to_view(np.array([[0.0, 0.0, 187.0, 187.0]]), window, 96)
+    assert B.assign_levels(whole, [20, 40, 80, 96]).tolist() == [3]
+    assert B.assign_levels(np.array([[0.0, 0.0, 96.0 + 1e-12, 96.0]]), [20, 40, 80, 96]).tolist() == [3]
+
+
 def test_correspondence_matrix_is_level_major_and_counts_duplicates():
     ids_a, levels_a = np.array([5, 7, 5, 9]), np.array([0, 3, 1, 2])
     ids_b, levels_b = np.array([5, 5, 8, 7]), np.array([2, 2, 0, 1])

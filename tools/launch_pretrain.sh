@@ -2,7 +2,7 @@
 # Launch tools/pretrain_net.py for one pretraining config on one node of a (multi-node) job.
 # Used by the per-recipe launchers (tools/SoCo_FPN_100ep.sh, ...); run it from anywhere.
 #
-#   tools/launch_pretrain.sh CONFIG --data DIR --proposals FILE [--output DIR] [--gpus N] [--nodes N]
+#   tools/launch_pretrain.sh CONFIG --data DIR [--proposals FILE] [--output DIR] [--gpus N] [--nodes N]
 #                            [--node-rank R] [--master-addr HOST] [--master-port PORT] [--dry-run] [KEY VALUE ...]
 #
 # Every option also reads an environment variable (torchrun/SLURM names), used when the option is absent:
@@ -47,7 +47,8 @@ count_gpus() {
 
 data_dir="${DATA_DIR:-}"
 proposals="${PROPOSALS:-}"
-output_dir="${OUTPUT_DIR:-output/$(basename "$config" .yaml)}"
+# Default run folder: the config name in lower case (output/soco_fpn_100ep), as detectron2_configs/ expects.
+output_dir="${OUTPUT_DIR:-output/$(basename "$config" .yaml | tr '[:upper:]' '[:lower:]')}"
 gpus="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-}}"
 nodes="${NNODES:-${SLURM_NNODES:-1}}"
 node_rank="${NODE_RANK:-${SLURM_NODEID:-0}}"
@@ -88,10 +89,6 @@ if [[ -z "$data_dir" ]]; then
     echo "error: no image data: pass --data DIR (image folder, ImageNet train tree or train_map.txt) or set DATA_DIR" >&2
     exit 2
 fi
-if [[ -z "$proposals" ]]; then
-    echo "error: no proposals: pass --proposals FILE (SoCo JSON or proposal store) or set PROPOSALS" >&2
-    exit 2
-fi
 if (( $# % 2 )); then
     echo "error: config overrides must come in KEY VALUE pairs, got: $*" >&2
     exit 2
@@ -117,9 +114,11 @@ command=(
     --num-gpus "$gpus" --num-machines "$nodes" --machine-rank "$node_rank"
     --dist-url "tcp://${master_addr}:${master_port}"
     --resume
-    SOCO.DATA.IMAGE_ROOT "$data_dir" SOCO.DATA.PROPOSALS "$proposals" OUTPUT_DIR "$output_dir"
-    "$@"
+    SOCO.DATA.IMAGE_ROOT "$data_dir" OUTPUT_DIR "$output_dir"
 )
+# Image-level methods (MoCo v2, SwAV, DenseCL) take no proposals; SoCo refuses to start without them.
+[[ -n "$proposals" ]] && command+=(SOCO.DATA.PROPOSALS "$proposals")
+command+=("$@")
 echo "node $node_rank of $nodes, $gpus GPU(s), master ${master_addr}:${master_port}, output $output_dir" >&2
 if (( dry_run )); then
     printf '%q ' "${command[@]}"

@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 VIEW_GENERATOR_REGISTRY = Registry("VIEW_GENERATOR")
 VIEW_GENERATOR_REGISTRY.__doc__ = """
 View generators turn one image (and its proposals) into the model's input for one sample.
+A generator class that sets ``REQUIRES_PROPOSALS = True`` refuses a config without proposals.
 Built as ``cls(cfg)``, called as ``gen(image, proposals)`` with a PIL RGB image and an int array
 (N, 4) of xywh proposals (or None),
 and return a dict of tensors whose shapes do not depend on the image.
@@ -170,7 +171,13 @@ def build_pretrain_dataset(cfg: CfgNode) -> PretrainDataset:
                 len(records),
                 cfg.SOCO.DATA.PROPOSALS,
             )
-    generator = VIEW_GENERATOR_REGISTRY.get(cfg.SOCO.DATA.VIEW_GENERATOR)(cfg)
+    generator_class = VIEW_GENERATOR_REGISTRY.get(cfg.SOCO.DATA.VIEW_GENERATOR)
+    if getattr(generator_class, "REQUIRES_PROPOSALS", False) and proposals is None:
+        raise ValueError(
+            f"the view generator {cfg.SOCO.DATA.VIEW_GENERATOR} needs proposals: set SOCO.DATA.PROPOSALS "
+            "to a SoCo JSON or proposal store (see selective_search/)"
+        )
+    generator = generator_class(cfg)
     return PretrainDataset(records, proposals, generator, data_seed(cfg))
 
 

@@ -65,6 +65,8 @@ def list_images(root: str | os.PathLike) -> list[ImageRecord]:
     Raises ``FileNotFoundError`` when ``root`` does not exist, and ``ValueError`` when it holds no
     image or two images share a key (proposals are keyed by it, so keys must be unique).
     """
+    if not str(root):
+        raise ValueError("the image root is empty: give an image folder, an ImageNet tree or a train_map.txt")
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"image root {root} does not exist")

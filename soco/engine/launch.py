@@ -24,7 +24,8 @@ def setup_pretrain_cfg(config_file: str, opts: list[str]) -> CfgNode:
     add_soco_config(cfg)
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(opts)
-    cfg = resolve_schedule(cfg, count_images(cfg))
+    # The corpus is only counted when the schedule is given in epochs (a full ImageNet walk takes a while).
+    cfg = resolve_schedule(cfg, count_images(cfg) if cfg.SOLVER.EPOCHS > 0 else None)
     cfg.freeze()
     return cfg
 

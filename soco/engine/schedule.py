@@ -9,8 +9,10 @@ from detectron2.config import CfgNode
 logger = logging.getLogger(__name__)
 
 
-def resolve_schedule(cfg: CfgNode, num_images: int) -> CfgNode:
+def resolve_schedule(cfg: CfgNode, num_images: int | None) -> CfgNode:
     """A copy of ``cfg`` with the schedule made explicit for a corpus of ``num_images`` images.
+
+    ``num_images`` may be None when the config does not use epochs.
 
     * ``SOLVER.EPOCHS > 0``: ``MAX_ITER`` and ``WARMUP_ITERS`` become epochs x (num_images // IMS_PER_BATCH)
       (the last incomplete batch of each epoch is dropped, as in the original), then ``EPOCHS`` is set to 0.
@@ -25,6 +27,8 @@ def resolve_schedule(cfg: CfgNode, num_images: int) -> CfgNode:
     cfg.defrost()
     batch = cfg.SOLVER.IMS_PER_BATCH
     if cfg.SOLVER.EPOCHS > 0:
+        if num_images is None:
+            raise ValueError("SOLVER.EPOCHS > 0 needs the number of images of the corpus")
         iters_per_epoch = num_images // batch
         if iters_per_epoch == 0:
             raise ValueError(

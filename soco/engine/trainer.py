@@ -90,7 +90,13 @@ class PretrainTrainer(DefaultTrainer):
             ret.append(MomentumHook(cfg.SOCO.MOMENTUM.BASE, cfg.SOCO.MOMENTUM.SCHEDULE, cfg.SOLVER.MAX_ITER))
         ret.append(ThroughputHook(cfg.SOLVER.IMS_PER_BATCH))
         if comm.is_main_process():
-            ret.append(hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD))
+            ret.append(
+                hooks.PeriodicCheckpointer(
+                    self.checkpointer,
+                    cfg.SOLVER.CHECKPOINT_PERIOD,
+                    max_to_keep=cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP or None,
+                )
+            )
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.LOG_PERIOD))
         return ret
 

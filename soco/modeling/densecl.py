@@ -21,8 +21,9 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from torch import Tensor, nn
 
 from .contrastive import batch_shuffle, batch_unshuffle, contrastive_accuracy, info_nce_logits, info_nce_loss
+from .events import put_scalars
 from .mlp import MLP
-from .moco import MoCo, global_pool, put_scalars
+from .moco import MoCo, global_pool
 from .momentum import create_target
 from .queue import FeatureQueue
 

@@ -15,15 +15,15 @@ import torch
 import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
 from .contrastive import batch_shuffle, batch_unshuffle, contrastive_accuracy, info_nce_logits, info_nce_loss
+from .events import put_scalars
 from .mlp import MLP
 from .momentum import create_target, ema_update_
 from .queue import FeatureQueue
 
-__all__ = ["MoCo", "build_res5_backbone", "global_pool", "put_scalars"]
+__all__ = ["MoCo", "build_res5_backbone", "global_pool"]
 
 
 def build_res5_backbone(cfg: CfgNode) -> tuple[Backbone, int]:
@@ -41,15 +41,6 @@ def build_res5_backbone(cfg: CfgNode) -> tuple[Backbone, int]:
 def global_pool(features: Tensor) -> Tensor:
     """Global average pooling: ``(B, C, H, W)`` -> ``(B, C)``."""
     return features.mean(dim=(2, 3))
-
-
-def put_scalars(**scalars: Tensor | float) -> None:
-    """Log extra metrics to Detectron2's current ``EventStorage`` (nothing happens outside training)."""
-    try:
-        storage = get_event_storage()
-    except AssertionError:  # no storage is active: a unit test or an inference call
-        return
-    storage.put_scalars(**{name: float(value) for name, value in scalars.items()})
 
 
 @META_ARCH_REGISTRY.register()

@@ -38,9 +38,9 @@ from detectron2.modeling.backbone import Backbone
 from detectron2.modeling.backbone.resnet import BasicBlock, BottleneckBlock, ResNet
 from detectron2.modeling.poolers import ROIPooler
 from detectron2.modeling.roi_heads import build_box_head
-from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
+from .events import put_scalars
 from .mlp import MLP
 from .momentum import create_target, ema_update_
 from .soco_loss import symmetric_pair_loss
@@ -76,15 +76,6 @@ def build_res5_head(cfg: CfgNode) -> tuple[nn.Sequential, int]:
         stride_in_1x1=resnets.STRIDE_IN_1X1,
     )
     return nn.Sequential(*blocks), out_channels
-
-
-def _put_scalar(name: str, value: float) -> None:
-    """Log a metric to the current EventStorage; does nothing outside training (e.g. in unit tests)."""
-    try:
-        storage = get_event_storage()
-    except AssertionError:
-        return
-    storage.put_scalar(name, value)
 
 
 class _Branch(nn.Module):
@@ -223,7 +214,7 @@ class SoCo(nn.Module):
             )
             unmatched += (correspondence.sum(dim=(1, 2)) == 0).float().mean()
         # pairs without any matched box contribute 0 to the loss: log how often that happens
-        _put_scalar("soco/unmatched_pair_fraction", float(unmatched) / len(pairs))
+        put_scalars(**{"soco/unmatched_pair_fraction": float(unmatched) / len(pairs)})
         return losses
 
     def _embed_box_sets(

@@ -58,6 +58,7 @@ class SoCoViews:
 
     NUM_VIEWS = 2
     MULTI_LEVEL = True
+    REQUIRES_PROPOSALS = True  # checked by soco.data.build: SoCo without proposals is an error
 
     def __init__(self, cfg: CfgNode):
         views, boxes, cutout = cfg.SOCO.VIEWS, cfg.SOCO.BOXES, cfg.SOCO.CUTOUT
