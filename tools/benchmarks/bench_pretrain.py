@@ -204,16 +204,17 @@ def run_isolated(args: argparse.Namespace, mode: str, config: str, batch: int, e
 
 
 def print_table(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
-    print("  ".join(f"{title:>{len(title) if key == 'config' else 12}}" for key, title, _ in columns))
+    """Print ``rows`` as a markdown table; ``columns`` are (row key, title, format spec)."""
+    print("| " + " | ".join(title for _, title, _ in columns) + " |")
+    print("|" + "---|" * len(columns))
     for row in rows:
         if "error" in row:
-            print(f"{row['config']} batch {row['batch']}: FAILED ({row['error']})")
+            print(f"| {row['config']} | {row['batch']} | FAILED: {row['error']} |")
             continue
-        cells = []
-        for key, title, fmt in columns:
-            text = str(row[key]) if isinstance(row[key], bool) else f"{row[key]:{fmt}}"
-            cells.append(text.rjust(len(title) if key == "config" else 12))
-        print("  ".join(cells))
+        cells = [
+            str(row[key]) if isinstance(row[key], bool) else f"{row[key]:{fmt}}" for key, _, fmt in columns
+        ]
+        print("| " + " | ".join(cells) + " |")
 
 
 def parse_args() -> argparse.Namespace:
@@ -267,7 +268,7 @@ def main() -> None:
         print_table(
             rows,
             [
-                ("config", f"{'config':<22}", "<22"),
+                ("config", "config", ""),
                 ("batch", "batch", "d"),
                 ("workers", "workers", "d"),
                 ("images_per_sec", "img/s", ".2f"),
@@ -288,7 +289,7 @@ def main() -> None:
             print_table(
                 head_rows,
                 [
-                    ("config", f"{'config':<22}", "<22"),
+                    ("config", "config", ""),
                     ("batch", "batch", "d"),
                     ("pool_all_levels", "all levels", ""),
                     ("total_s", "total s", ".3f"),

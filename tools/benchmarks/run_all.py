@@ -1,0 +1,106 @@
+#!/usr/bin/env python
+"""`make bench`: run every benchmark and write their tables, with the machine's details, to one markdown file.
+
+    python tools/benchmarks/run_all.py [--output docs/BENCHMARKS.md] [--quick]
+
+Benchmarks are scripts that print numbers (never timed tests): run them on an otherwise idle machine.
+"""
+
+import argparse
+import datetime
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def machine_details() -> str:
+    """One line naming the CPU, cores, memory, GPU (if any) and software versions."""
+    cpu = platform.processor() or "unknown CPU"
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0] if names else cpu
+    memory = ""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        total_kib = int(meminfo.read_text().split("MemTotal:")[1].split()[0])
+        memory = f", {total_kib / 2**20:.0f} GiB RAM"
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    software = f"Python {platform.python_version()}, torch {torch.__version__}"
+    return f"{cpu}, {os.cpu_count()} cores{memory}, {gpu}; {software}"
+
+
+def run_benchmark(argv: list[str]) -> tuple[str, float]:
+    """Run one benchmark script; returns its standard output and its wall time."""
+    start = datetime.datetime.now()
+    result = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True)
+    seconds = (datetime.datetime.now() - start).total_seconds()
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stderr[-2000:]}")
+    return result.stdout.strip(), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--output", type=Path, default=REPO / "docs" / "BENCHMARKS.md")
+    parser.add_argument("--quick", action="store_true", help="fewer images and iterations")
+    args = parser.parse_args()
+    quick = args.quick
+    iters = ["--iters", "2", "--warmup", "1"] if quick else ["--iters", "5"]
+    full_size = [f"soco/configs/{name}.yaml" for name in ("SoCo_FPN_100ep", "SoCo_C4_100ep", "MoCoV2_200ep")]
+    if not quick:
+        full_size += ["soco/configs/SoCo_FPN_Star_400ep.yaml", "soco/configs/DenseCL_200ep.yaml"]
+    benchmarks = {
+        "Selective-search proposals (one core)": [
+            "tools/benchmarks/bench_proposals.py",
+            *(["--max-images", "2", "--no-package"] if quick else ["--repeats", "2"]),
+        ],
+        "Pretraining throughput, tiny configs (CPU, 2 data workers)": [
+            "tools/benchmarks/bench_pretrain.py",
+            "--num-workers",
+            "2",
+            *iters,
+        ],
+        "Pretraining throughput, full-size ResNet-50 configs (CPU, batch 4) and SoCo FPN head cost": [
+            "tools/benchmarks/bench_pretrain.py",
+            "--configs",
+            *full_size,
+            "--batch-sizes",
+            "4",
+            "--num-workers",
+            "2",
+            "--head-cost",
+            "--iters",
+            "2",
+            "--warmup",
+            "1",
+        ],
+    }
+    sections = [
+        "# Benchmarks",
+        "",
+        f"Measured {datetime.date.today().isoformat()} by `make bench` (`tools/benchmarks/run_all.py`) on: "
+        f"{machine_details()}.",
+    ]
+    for title, argv in benchmarks.items():
+        print(f"running {' '.join(argv)} ...", flush=True)
+        output, seconds = run_benchmark(argv)
+        sections += ["", f"## {title}", "", f"`python {' '.join(argv)}` ({seconds:.0f} s)", "", output]
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text("\n".join(sections) + "\n")
+    print("\n".join(sections))
+    print(f"\nwritten to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
