@@ -5,9 +5,10 @@ import pytest
 import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import build_resnet_backbone
-from transfer_testing import res5_head_stage, tiny_cfg, torchvision_resnet
+from transfer_testing import tiny_cfg, torchvision_resnet
 
 from soco.checkpoint import CheckpointLayoutError, convert_checkpoint, validate_transfer_weights
+from soco.modeling.soco import build_res5_head
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def test_c4_model_of_a_basic_block_resnet_has_a_bottleneck_res5():
     state = {
         f"backbone.{k}": v for k, v in build_resnet_backbone(cfg, ShapeSpec(channels=3)).state_dict().items()
     }
-    state.update({f"roi_heads.res5.{k}": v for k, v in res5_head_stage(cfg).state_dict().items()})
+    state.update({f"roi_heads.res5.{k}": v for k, v in build_res5_head(cfg)[0].state_dict().items()})
     weights, report = convert_checkpoint({"model": state})
     assert (report.architecture.depth, report.architecture.res5_block) == (18, "bottleneck")
     assert "C4" in report.architecture.describe()

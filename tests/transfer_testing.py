@@ -22,7 +22,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_model
-from detectron2.modeling.backbone import BottleneckBlock, ResNet, build_resnet_backbone
+from detectron2.modeling.backbone import build_resnet_backbone
 from detectron2.modeling.backbone.fpn import build_resnet_fpn_backbone
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead
 from PIL import Image, ImageDraw
@@ -30,6 +30,7 @@ from torch import nn
 
 from soco.checkpoint import check_transfer, convert_checkpoint, detectron2_payload, save_pickle
 from soco.detection import load_transfer_config
+from soco.modeling.soco import build_res5_head
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "detectron2_configs"
@@ -167,23 +168,6 @@ def tiny_cfg(extra: list[str] | None = None):
     return cfg
 
 
-def res5_head_stage(cfg) -> nn.Sequential:
-    """res5 as Detectron2's C4 RoI head builds it (3 bottlenecks, first with stride 2)."""
-    r = cfg.MODEL.RESNETS
-    out_channels = r.RES2_OUT_CHANNELS * 8
-    blocks = ResNet.make_stage(
-        BottleneckBlock,
-        3,
-        stride_per_block=[2, 1, 1],
-        in_channels=out_channels // 2,
-        bottleneck_channels=r.NUM_GROUPS * r.WIDTH_PER_GROUP * 8,
-        out_channels=out_channels,
-        norm=r.NORM,
-        stride_in_1x1=r.STRIDE_IN_1X1,
-    )
-    return nn.Sequential(*blocks)
-
-
 def _soco_checkpoint(
     online: dict[str, torch.Tensor], target_keys: tuple[str, ...], seed: int, randomize: bool = True
 ) -> dict:
@@ -220,7 +204,7 @@ def soco_c4_checkpoint(seed: int = 200) -> dict:
     cfg = tiny_cfg(["MODEL.RESNETS.OUT_FEATURES", "['res4']"])
     online = {
         **_prefixed("backbone.", build_resnet_backbone(cfg, ShapeSpec(channels=3)).state_dict()),
-        **_prefixed("roi_heads.res5.", res5_head_stage(cfg).state_dict()),
+        **_prefixed("roi_heads.res5.", build_res5_head(cfg)[0].state_dict()),
         **_mlp("projector.", (256, 128, 32), seed=seed),
         **_mlp("predictor.", (32, 128, 32), seed=seed),
     }

@@ -203,23 +203,43 @@ class SoCoFPNViews(SoCoViews):
 
     NUM_VIEWS = 3
 
-    def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:
+    def _place_v2_v3(
+        self, image: Image.Image, proposals: np.ndarray | None
+    ) -> tuple[B.CropWindow, list[B.CropWindow], dict[str, _PlacedBoxes]]:
+        """V1's window, the V2 and V3 crop windows, and the placed box sets of pairs (1, 2) and (1, 3)."""
         whole = B.whole_image_window(*image.size)
         crops, selected = self._draw_crops_and_select(image, B.proposals_to_boxes(proposals, *image.size), 2)
         sets: dict[str, _PlacedBoxes] = {}
         for view, crop, chosen in zip((2, 3), crops, selected, strict=True):
             sets[f"1_{view}"], sets[str(view)] = self._place_pair(whole, crop, view, chosen)
+        return whole, crops, sets
+
+    def _render_v1_v2_v3(
+        self,
+        image: Image.Image,
+        whole: B.CropWindow,
+        crops: list[B.CropWindow],
+        flips: dict[int, bool],
+        out: dict[str, torch.Tensor],
+    ) -> dict[int, Image.Image]:
+        """Render V1..V3 into ``out``; returns the V2 and V3 crops before flip and colour."""
+        out["view1"] = self._render(self._crop_image(image, whole, self.sizes[0]), 1, flips[1], None)
+        crop_images = {}
+        for view, crop in zip((2, 3), crops, strict=True):
+            crop_images[view] = self._crop_image(image, crop, self.sizes[view - 1])
+            out[f"view{view}"] = self._render(crop_images[view], view, flips[view], out[f"boxes{view}"])
+        return crop_images
+
+    def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:
+        whole, crops, sets = self._place_v2_v3(image, proposals)
         flips = self._flips()
         out = self._finish(sets, [("1_2", "2"), ("1_3", "3")], flips)
-        out["view1"] = self._render(self._crop_image(image, whole, self.sizes[0]), 1, flips[1], None)
-        for view, crop in zip((2, 3), crops, strict=True):
-            view_image = self._crop_image(image, crop, self.sizes[view - 1])
-            out[f"view{view}"] = self._render(view_image, view, flips[view], out[f"boxes{view}"])
+        self._render_v1_v2_v3(image, whole, crops, flips, out)
         return out
 
 
 @VIEW_GENERATOR_REGISTRY.register()
-class SoCoFPNStarViews(SoCoViews):
+class SoCoFPNStarViews(SoCoFPNViews):
     """SoCo*: the FPN views plus V4 = V2 resized to ``SIZES[3]`` (flipped and coloured independently),
     paired with V1 through V2's boxes: pairs (1, 2), (1, 3) and (1, 4).
     """
@@ -227,20 +247,12 @@ class SoCoFPNStarViews(SoCoViews):
     NUM_VIEWS = 4
 
     def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:
-        whole = B.whole_image_window(*image.size)
-        crops, selected = self._draw_crops_and_select(image, B.proposals_to_boxes(proposals, *image.size), 2)
-        sets: dict[str, _PlacedBoxes] = {}
-        for view, crop, chosen in zip((2, 3), crops, selected, strict=True):
-            sets[f"1_{view}"], sets[str(view)] = self._place_pair(whole, crop, view, chosen)
+        whole, crops, sets = self._place_v2_v3(image, proposals)
         downscale = self.sizes[3] / self.sizes[1]
         sets["4"] = _PlacedBoxes(4, sets["2"].boxes * downscale, sets["2"].ids)
         flips = self._flips()
         out = self._finish(sets, [("1_2", "2"), ("1_3", "3"), ("1_2", "4")], flips)
-        out["view1"] = self._render(self._crop_image(image, whole, self.sizes[0]), 1, flips[1], None)
-        view2_image = self._crop_image(image, crops[0], self.sizes[1])
-        out["view2"] = self._render(view2_image, 2, flips[2], out["boxes2"])
-        view3_image = self._crop_image(image, crops[1], self.sizes[2])
-        out["view3"] = self._render(view3_image, 3, flips[3], out["boxes3"])
-        view4_image = F.resize(view2_image, [self.sizes[3], self.sizes[3]])
+        crop_images = self._render_v1_v2_v3(image, whole, crops, flips, out)
+        view4_image = F.resize(crop_images[2], [self.sizes[3], self.sizes[3]])
         out["view4"] = self._render(view4_image, 4, flips[4], out["boxes4"])
         return out
