@@ -2,6 +2,7 @@
 
 import pytest
 import torchvision
+from transfer_testing import torchvision_oracle
 
 from soco.checkpoint.rename import (
     UnknownTensorName,
@@ -14,17 +15,6 @@ from soco.checkpoint.rename import (
 )
 
 
-def detectron2_tool_rename(name: str) -> str:
-    """Oracle: Detectron2's tools/convert-torchvision-to-d2.py substring rules (baselines.md 5.1)."""
-    if "layer" not in name:
-        name = "stem." + name
-    for t in range(4):
-        name = name.replace(f"layer{t + 1}", f"res{t + 2}")
-    for t in range(1, 4):
-        name = name.replace(f"bn{t}", f"conv{t}.norm")
-    return name.replace("downsample.0", "shortcut").replace("downsample.1", "shortcut.norm")
-
-
 @pytest.mark.parametrize("depth", [18, 50])
 def test_torchvision_names_agree_with_detectron2_tool_and_invert(depth):
     names = [
@@ -32,7 +22,7 @@ def test_torchvision_names_agree_with_detectron2_tool_and_invert(depth):
     ]
     for name in names:
         converted = torchvision_to_detectron2(name)
-        assert converted == detectron2_tool_rename(name)
+        assert converted == torchvision_oracle(name)
         assert detectron2_to_torchvision(converted) == name
 
 
