@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import logging
-
 from detectron2.config import CfgNode
-
-logger = logging.getLogger(__name__)
 
 
 def resolve_schedule(cfg: CfgNode, num_images: int | None) -> CfgNode:
@@ -19,7 +15,8 @@ def resolve_schedule(cfg: CfgNode, num_images: int | None) -> CfgNode:
     * ``SOLVER.LR_REFERENCE_BATCH > 0``: ``BASE_LR`` becomes BASE_LR x IMS_PER_BATCH / LR_REFERENCE_BATCH,
       then ``LR_REFERENCE_BATCH`` is set to 0.
 
-    Resolving twice changes nothing, so the saved ``config.yaml`` of a run is a complete, explicit config.
+    Resolving twice changes nothing, so the saved ``config.yaml`` of a run is a complete, explicit config
+    (``soco.engine.launch.main`` logs the result once the loggers exist).
     ``SOLVER.ITERS_PER_EPOCH`` records the epoch length (0 when unknown).
     """
     cfg = cfg.clone()
@@ -38,20 +35,10 @@ def resolve_schedule(cfg: CfgNode, num_images: int | None) -> CfgNode:
         cfg.SOLVER.ITERS_PER_EPOCH = iters_per_epoch
         cfg.SOLVER.MAX_ITER = cfg.SOLVER.EPOCHS * iters_per_epoch
         cfg.SOLVER.WARMUP_ITERS = cfg.SOLVER.WARMUP_EPOCHS * iters_per_epoch
-        logger.info(
-            "schedule: %d epochs x %d iterations (%d images, batch %d) = %d iterations, %d warm-up",
-            cfg.SOLVER.EPOCHS,
-            iters_per_epoch,
-            num_images,
-            batch,
-            cfg.SOLVER.MAX_ITER,
-            cfg.SOLVER.WARMUP_ITERS,
-        )
         cfg.SOLVER.EPOCHS = 0
         cfg.SOLVER.WARMUP_EPOCHS = 0
     if cfg.SOLVER.LR_REFERENCE_BATCH > 0:
         cfg.SOLVER.BASE_LR = cfg.SOLVER.BASE_LR * batch / cfg.SOLVER.LR_REFERENCE_BATCH
-        logger.info("learning rate: %g (scaled to batch %d)", cfg.SOLVER.BASE_LR, batch)
         cfg.SOLVER.LR_REFERENCE_BATCH = 0
     if cfg.SOLVER.WARMUP_ITERS >= cfg.SOLVER.MAX_ITER > 0 and cfg.SOLVER.RESCALE_INTERVAL:
         raise ValueError(
