@@ -11,7 +11,7 @@ test: setup
 	$(PY) -m pytest
 
 demo: setup
-	$(PY) tools/demo.py
+	$(PY) tools/demo/run_demo.py
 
 bench: setup
 	$(PY) tools/benchmarks/run_all.py

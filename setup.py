@@ -20,7 +20,7 @@ setup(
     long_description=Path(__file__).with_name("README.md").read_text(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    packages=find_packages(include=["soco", "soco.*"]),
+    packages=find_packages(include=["soco", "soco.*", "soco_proposals", "soco_proposals.*"]),
     package_data={"soco": ["configs/*.yaml", "configs/**/*.yaml"]},
     # torch/torchvision and Detectron2 are installed by tools/setup_env.sh (or the Dockerfile):
     # Detectron2 is not on PyPI, and torch must match the CUDA of the machine.

@@ -7,7 +7,7 @@ python selective_search/convert_proposals.py train_ratio3size0308post.store back
 import argparse
 from pathlib import Path
 
-from soco.proposals.store import json_to_store, store_to_json
+from soco_proposals.store import json_to_store, store_to_json
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ images could not be read during generation, ``<OUTPUT stem>failed_images.txt``. 
         --strategy ratio3size0308 --output train_ratio3size0308.json
 """
 
-from soco.proposals.cli import filter_step_parser, setup_logging
-from soco.proposals.filter_pipeline import filter_proposals
+from soco_proposals.cli import filter_step_parser, setup_logging
+from soco_proposals.filter_pipeline import filter_proposals
 
 
 def main() -> None:

@@ -7,8 +7,8 @@ Reads ``<FILTERED stem>no_props_images.txt`` unless ``--no-props`` names the lis
         --store train_ratio3size0308post.store
 """
 
-from soco.proposals.cli import filter_step_parser, setup_logging
-from soco.proposals.filter_pipeline import post_fix_proposals
+from soco_proposals.cli import filter_step_parser, setup_logging
+from soco_proposals.filter_pipeline import post_fix_proposals
 
 
 def main() -> None:

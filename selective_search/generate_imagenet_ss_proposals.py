@@ -9,9 +9,9 @@ Example (one machine of 4, 64 cores)::
 import argparse
 import os
 
-from soco.proposals.backends import PROPOSAL_BACKENDS
-from soco.proposals.cli import setup_logging
-from soco.proposals.generate import DEFAULT_CHUNK_SIZE, generate_shard
+from soco_proposals.backends import PROPOSAL_BACKENDS
+from soco_proposals.cli import setup_logging
+from soco_proposals.generate import DEFAULT_CHUNK_SIZE, generate_shard
 
 
 def _available_cores() -> int:

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from soco.data.image_list import image_key
-from soco.proposals.backends import PROPOSAL_BACKENDS, get_backend
-from soco.proposals.filters import filter_boxes, parse_strategy
-from soco.proposals.generate import load_rgb_image
-from soco.proposals.raw_shards import find_image_proposals, find_shards
-from soco.proposals.store import open_proposals
-from soco.proposals.visualize import render_proposals
+from soco_proposals.backends import PROPOSAL_BACKENDS, get_backend
+from soco_proposals.filters import filter_boxes, parse_strategy
+from soco_proposals.generate import load_rgb_array
+from soco_proposals.image_list import image_key
+from soco_proposals.raw_shards import find_image_proposals, find_shards
+from soco_proposals.store import open_proposals
+from soco_proposals.visualize import render_proposals
 
 
 def main() -> None:
@@ -43,7 +43,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    image, _ = load_rgb_image(args.image)
+    image, _ = load_rgb_array(args.image)
     key = image_key(args.image)
     if args.raw:
         raw_boxes = find_image_proposals(find_shards(args.raw, allow_incomplete=True), key).boxes

@@ -1,3 +1,18 @@
-"""soco: detection-aligned self-supervised pretraining (SoCo) and baselines on Detectron2."""
+"""soco: detection-aligned self-supervised pretraining (SoCo) and baselines on Detectron2.
+
+``import soco`` registers everything a config can name, as Detectron2's projects do:
+
+* meta-architectures (``MODEL.META_ARCHITECTURE``): ``SoCoFPN``, ``SoCoC4``, ``MoCo``, ``SwAV``, ``DenseCL``;
+* view generators (``PRETRAIN.DATA.VIEW_GENERATOR``): ``SoCoFPNViews``, ``SoCoFPNStarViews``,
+  ``SoCoC4Views``, ``MoCoV2Views``, ``MultiCropViews``;
+* optimizers (``SOLVER.OPTIMIZER``): ``LARS``, ``SGD``;
+* fine-tuning RoI heads (``MODEL.ROI_HEADS.NAME``): ``Res5ROIHeadsExtraNorm``.
+
+The CPU-only proposal tools live in the torch-free package :mod:`soco_proposals` instead: Python runs a
+package's ``__init__`` for every import of one of its submodules, so a proposal worker importing anything
+under ``soco`` would load torch and Detectron2.
+"""
+
+from . import data, detection, modeling, solver  # noqa: F401  (registration)
 
 __version__ = "0.1.0"

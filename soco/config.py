@@ -6,11 +6,16 @@ from detectron2.config import CfgNode as CN
 
 
 def add_soco_config(cfg: CN) -> None:
-    """Add every key soco's pretraining uses (engine, data, SoCo, baselines) to a Detectron2 config."""
+    """Add every key soco's pretraining uses to a Detectron2 config.
+
+    Namespaces: ``SOLVER.*`` / ``MODEL.*`` (engine additions), ``PRETRAIN.*`` (data and momentum, shared by
+    every method), ``SOCO.*``, ``MOCO.*``, ``SWAV.*``, ``DENSECL.*`` (what belongs to one method only).
+    """
     _add_engine_config(cfg)
-    _add_data_config(cfg)
+    _add_pretrain_config(cfg)
     _add_soco_model_config(cfg)
     _add_baselines_config(cfg)
+    _register_renamed_keys(cfg)
 
 
 def _add_engine_config(cfg: CN) -> None:
@@ -42,22 +47,42 @@ def _add_engine_config(cfg: CN) -> None:
     cfg.SOLVER.LOG_PERIOD = 20
 
 
-def _add_data_config(cfg: CN) -> None:
-    cfg.SOCO = CN()
-    cfg.SOCO.DATA = CN()
+def _add_pretrain_config(cfg: CN) -> None:
+    """Toolbox-wide keys shared by every method: the unlabeled data and the target network's momentum."""
+    cfg.PRETRAIN = CN()
+    cfg.PRETRAIN.DATA = CN()
     # Unlabeled images: an image folder, an ImageNet-style tree or a train_map.txt file.
-    cfg.SOCO.DATA.IMAGE_ROOT = ""
+    cfg.PRETRAIN.DATA.IMAGE_ROOT = ""
     # Selective-search proposals: a SoCo JSON file or a compact proposal store ("" for image-level methods).
-    cfg.SOCO.DATA.PROPOSALS = ""
+    cfg.PRETRAIN.DATA.PROPOSALS = ""
     # Name of the view generator (soco.data.VIEW_GENERATOR_REGISTRY) that turns an image into the model input.
-    cfg.SOCO.DATA.VIEW_GENERATOR = "SoCoFPNViews"
+    cfg.PRETRAIN.DATA.VIEW_GENERATOR = "SoCoFPNViews"
     # Mean and std (RGB, [0, 1] scale) used to normalize the views.
-    cfg.SOCO.DATA.PIXEL_MEAN = [0.485, 0.456, 0.406]
-    cfg.SOCO.DATA.PIXEL_STD = [0.229, 0.224, 0.225]
+    cfg.PRETRAIN.DATA.PIXEL_MEAN = [0.485, 0.456, 0.406]
+    cfg.PRETRAIN.DATA.PIXEL_STD = [0.229, 0.224, 0.225]
     # Target-network momentum: tau rises from BASE to 1 on a cosine ("cosine") or stays ("constant").
-    cfg.SOCO.MOMENTUM = CN()
-    cfg.SOCO.MOMENTUM.BASE = 0.99
-    cfg.SOCO.MOMENTUM.SCHEDULE = "cosine"
+    cfg.PRETRAIN.MOMENTUM = CN()
+    cfg.PRETRAIN.MOMENTUM.BASE = 0.99
+    cfg.PRETRAIN.MOMENTUM.SCHEDULE = "cosine"
+
+
+#: Keys that moved to the PRETRAIN namespace; an old name in a YAML or on the command line is an error naming
+#: the new one (yacs' renamed-key mechanism). Whole old sections are listed too, for YAML files.
+RENAMED_KEYS = {
+    "SOCO.DATA": "PRETRAIN.DATA",
+    **{
+        f"SOCO.DATA.{key}": f"PRETRAIN.DATA.{key}"
+        for key in ("IMAGE_ROOT", "PROPOSALS", "VIEW_GENERATOR", "PIXEL_MEAN", "PIXEL_STD")
+    },
+    "SOCO.MOMENTUM": "PRETRAIN.MOMENTUM",
+    "SOCO.MOMENTUM.BASE": "PRETRAIN.MOMENTUM.BASE",
+    "SOCO.MOMENTUM.SCHEDULE": "PRETRAIN.MOMENTUM.SCHEDULE",
+}
+
+
+def _register_renamed_keys(cfg: CN) -> None:
+    for old, new in RENAMED_KEYS.items():
+        cfg.register_renamed_key(old, new, message="keys shared by every method live under PRETRAIN.*")
 
 
 def _add_soco_model_config(cfg: CN) -> None:
@@ -71,6 +96,7 @@ def _add_soco_model_config(cfg: CN) -> None:
     # projector and predictor; the correspondence keeps only the assigned level, so the extra crops get no
     # loss weight but enter the batch-norm statistics. False: only the assigned level is pooled (same loss
     # terms, different BN statistics, a 4x cheaper head).
+    cfg.SOCO = CN()
     cfg.SOCO.POOL_ALL_LEVELS = True
     # Zero-initialise the last norm's scale (gamma) of every residual block, as SoCo's torchvision ResNet.
     cfg.SOCO.ZERO_INIT_RESIDUAL = True

@@ -43,7 +43,8 @@ def assert_tiny_config_trains_and_resumes(config_file: Path, tmp_path: Path) -> 
     """6 iterations of a tiny config through the trainer: finite losses and a final checkpoint, and a run
     killed after 3 iterations then resumed ends exactly where the uninterrupted run does."""
     images = write_tiny_images(tmp_path / "images", count=6)
-    assert_resume_matches(str(config_file), tmp_path, ["SOCO.DATA.IMAGE_ROOT", str(images)], total_iters=6)
+    opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(images)]
+    assert_resume_matches(str(config_file), tmp_path, opts, total_iters=6)
     with open(tmp_path / "straight" / "metrics.json") as f:
         losses = [json.loads(line)["total_loss"] for line in f if "total_loss" in line]
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
@@ -54,7 +55,7 @@ def run_full_size_config_for_one_iteration(config_file: Path, tmp_path: Path) ->
     """One iteration of a published-recipe config (ResNet-50, full-size views and queues) at batch 2 on the
     CPU, with its epoch-based schedule resolved on 6 tiny images (3 iterations per epoch)."""
     images = write_tiny_images(tmp_path / "images", count=6)
-    overrides = ["SOCO.DATA.IMAGE_ROOT", str(images), "SOLVER.IMS_PER_BATCH", "2"]
+    overrides = ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "SOLVER.IMS_PER_BATCH", "2"]
     overrides += ["DATALOADER.NUM_WORKERS", "0"]
     trainer, scalars = run_pretraining(str(config_file), tmp_path / "output", overrides, stop_after_iter=1)
     assert list(scalars["total_loss"]) == [0] and math.isfinite(scalars["total_loss"][0])
@@ -63,7 +64,7 @@ def run_full_size_config_for_one_iteration(config_file: Path, tmp_path: Path) ->
 
 
 def run_command_line(config_file: Path, tmp_path: Path) -> dict[str, torch.Tensor]:
-    """Run ``tools/pretrain_net.py --config-file CONFIG SOCO.DATA.IMAGE_ROOT DIR OUTPUT_DIR OUT`` for two
+    """Run ``tools/pretrain_net.py --config-file CONFIG PRETRAIN.DATA.IMAGE_ROOT DIR OUTPUT_DIR OUT`` for two
     iterations in a subprocess; returns the state dict of ``OUT/model_final.pth``."""
     images = write_tiny_images(tmp_path / "images", count=6)
     output = tmp_path / "output"
@@ -71,7 +72,7 @@ def run_command_line(config_file: Path, tmp_path: Path) -> dict[str, torch.Tenso
     command += [
         "--config-file",
         str(config_file),
-        "SOCO.DATA.IMAGE_ROOT",
+        "PRETRAIN.DATA.IMAGE_ROOT",
         str(images),
         "OUTPUT_DIR",
         str(output),

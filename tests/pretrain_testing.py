@@ -12,7 +12,7 @@ from detectron2.engine import HookBase
 from detectron2.utils.env import seed_all_rng
 from PIL import Image
 
-from soco.engine.launch import setup_pretrain_cfg
+from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.trainer import PretrainTrainer
 
 
@@ -82,7 +82,7 @@ def run_pretraining(
 
 
 def pretrain_args(config_file: str, opts: list[str], resume: bool = False) -> argparse.Namespace:
-    """The argument namespace ``soco.engine.launch.main`` expects, for a single CPU process."""
+    """The argument namespace ``soco.engine.pretrain.run_pretraining`` expects, for a single CPU process."""
     return argparse.Namespace(
         config_file=config_file,
         opts=opts,

@@ -11,7 +11,7 @@ from pretrain_testing import write_tiny_images
 
 from soco.config import add_soco_config
 from soco.data.build import PretrainDataset, StreamSampler, build_pretrain_dataset, seed_sample_rngs
-from soco.data.image_list import list_images
+from soco_proposals.image_list import list_images
 
 
 def _take(iterator, n):
@@ -64,8 +64,8 @@ def _cfg(root, proposals):
     cfg = get_cfg()
     add_soco_config(cfg)
     cfg.SEED = 0
-    cfg.SOCO.DATA.IMAGE_ROOT = str(root)
-    cfg.SOCO.DATA.PROPOSALS = str(proposals)
+    cfg.PRETRAIN.DATA.IMAGE_ROOT = str(root)
+    cfg.PRETRAIN.DATA.PROPOSALS = str(proposals)
     return cfg
 
 
@@ -93,6 +93,6 @@ def test_empty_image_root_is_a_clear_error():
 def test_soco_views_refuse_a_config_without_proposals(tmp_path):
     root = write_tiny_images(tmp_path / "imgs", count=2)
     cfg = _cfg(root, "")
-    cfg.SOCO.DATA.VIEW_GENERATOR = "SoCoFPNViews"
+    cfg.PRETRAIN.DATA.VIEW_GENERATOR = "SoCoFPNViews"
     with pytest.raises(ValueError, match="SoCoFPNViews needs proposals"):
         build_pretrain_dataset(cfg)

@@ -14,7 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_quick_demo_end_to_end(tmp_path):
     out = tmp_path / "demo_output"
     result = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "demo.py"), "--quick", "--output", str(out)],
+        [sys.executable, str(REPO / "tools" / "demo" / "run_demo.py"), "--quick", "--output", str(out)],
         capture_output=True,
         text=True,
         timeout=1200,

@@ -1,15 +1,19 @@
 """Copy-paste labeled set: exact masks under occlusion, COCO fields; the real-photo corpus."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from soco.demo.copy_paste import CutOut, build_copy_paste_dataset, compose_image, mask_to_annotation
-from soco.demo.photos import write_photo_corpus
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tools" / "demo"))  # the demo's modules live next to its scripts
 
-PHOTO_CACHE = Path(__file__).resolve().parents[1] / ".data" / "photos"
+from copy_paste import CutOut, build_copy_paste_dataset, compose_image, mask_to_annotation  # noqa: E402
+from photos import write_photo_corpus  # noqa: E402
+
+PHOTO_CACHE = REPO / ".data" / "photos"
 
 
 def test_mask_to_annotation_box_area_polygon():

@@ -131,7 +131,7 @@ def test_schedules_and_datasets():
 
 def test_demo_config_matches_the_tiny_soco_pretraining_architecture():
     """The demo fine-tunes from tiny SoCo FPN weights: backbone, FPN and box head shapes must agree."""
-    from soco.engine.launch import setup_pretrain_cfg
+    from soco.engine.pretrain import setup_pretrain_cfg
 
     demo = load_transfer_config(str(CONFIGS / DEMO))
     tiny = setup_pretrain_cfg(str(CONFIGS.parent / "soco" / "configs" / "tiny" / "SoCo_FPN.yaml"), [])

@@ -16,7 +16,7 @@ from torchvision import transforms
 
 from soco.config import add_soco_config
 from soco.data.build import VIEW_GENERATOR_REGISTRY
-from soco.engine.launch import main as pretrain_main
+from soco.engine.pretrain import run_pretraining as pretrain_main
 from soco.engine.schedule import resolve_schedule
 from soco.modeling.momentum import create_target, ema_update_
 
@@ -78,7 +78,7 @@ def toy_config(tmp_path_factory) -> str:
     path.write_text(
         f'_BASE_: "{BASE_CONFIG}"\n'
         "MODEL:\n  META_ARCHITECTURE: ToyBYOL\n"
-        "SOCO:\n  DATA:\n    VIEW_GENERATOR: ToyTwoCrops\n"
+        "PRETRAIN:\n  DATA:\n    VIEW_GENERATOR: ToyTwoCrops\n"
         "SOLVER:\n  IMS_PER_BATCH: 4\n  BASE_LR: 0.5\n  MAX_ITER: 6\n  WARMUP_ITERS: 2\n"
         "  LOG_PERIOD: 1\n  CHECKPOINT_PERIOD: 100\n"
         "DATALOADER:\n  NUM_WORKERS: 0\n"
@@ -113,7 +113,7 @@ def test_resolve_schedule_rejects_batch_larger_than_corpus():
 
 def test_training_logs_tau_lr_and_writes_checkpoints(toy_config, image_root, tmp_path):
     out = tmp_path / "run"
-    trainer, values = run_pretraining(toy_config, out, ["SOCO.DATA.IMAGE_ROOT", str(image_root)])
+    trainer, values = run_pretraining(toy_config, out, ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root)])
     assert (out / "model_final.pth").is_file() and (out / "last_checkpoint").is_file()
     losses = list(values["total_loss"].values())
     assert len(losses) == 6 and all(torch.isfinite(torch.tensor(losses)))
@@ -129,7 +129,7 @@ def test_training_logs_tau_lr_and_writes_checkpoints(toy_config, image_root, tmp
 
 
 def test_target_branch_gets_no_gradient_and_follows_ema(toy_config, image_root, tmp_path):
-    trainer, _ = run_pretraining(toy_config, tmp_path / "run", ["SOCO.DATA.IMAGE_ROOT", str(image_root)])
+    trainer, _ = run_pretraining(toy_config, tmp_path / "run", ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root)])
     model = trainer.model
     assert all(p.grad is None for p in model.target.parameters())
     online = torch.cat([p.flatten() for p in model.encoder.parameters()])
@@ -141,14 +141,14 @@ def test_target_branch_gets_no_gradient_and_follows_ema(toy_config, image_root, 
 
 
 def test_resume_equals_uninterrupted_run(toy_config, image_root, tmp_path):
-    assert_resume_matches(toy_config, tmp_path, ["SOCO.DATA.IMAGE_ROOT", str(image_root)], total_iters=6)
+    assert_resume_matches(toy_config, tmp_path, ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root)], total_iters=6)
 
 
 def test_data_stream_does_not_depend_on_worker_count(toy_config, image_root, tmp_path):
     runs = {}
     for workers in (0, 2):
         opts = [
-            "SOCO.DATA.IMAGE_ROOT",
+            "PRETRAIN.DATA.IMAGE_ROOT",
             str(image_root),
             "DATALOADER.NUM_WORKERS",
             str(workers),
@@ -162,7 +162,7 @@ def test_data_stream_does_not_depend_on_worker_count(toy_config, image_root, tmp
 
 def test_cli_main_runs_and_refuses_a_random_seed(toy_config, image_root, tmp_path):
     opts = [
-        "SOCO.DATA.IMAGE_ROOT",
+        "PRETRAIN.DATA.IMAGE_ROOT",
         str(image_root),
         "OUTPUT_DIR",
         str(tmp_path / "cli"),
@@ -180,7 +180,7 @@ def test_cli_main_runs_and_refuses_a_random_seed(toy_config, image_root, tmp_pat
 
 def test_periodic_checkpoints_are_pruned(toy_config, image_root, tmp_path):
     out = tmp_path / "run"
-    opts = ["SOCO.DATA.IMAGE_ROOT", str(image_root), "SOLVER.CHECKPOINT_PERIOD", "1"]
+    opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root), "SOLVER.CHECKPOINT_PERIOD", "1"]
     run_pretraining(toy_config, out, opts + ["SOLVER.CHECKPOINT_MAX_TO_KEEP", "2"])
     assert sorted(p.name for p in out.glob("model_0*.pth")) == ["model_0000004.pth", "model_0000005.pth"]
     assert (out / "model_final.pth").is_file()

@@ -11,7 +11,7 @@ from baselines_testing import (
     two_views,
 )
 
-from soco.engine.launch import setup_pretrain_cfg
+from soco.engine.pretrain import setup_pretrain_cfg
 
 TINY_MOCO = CONFIGS / "tiny" / "MoCoV2.yaml"
 
@@ -96,7 +96,7 @@ def test_full_size_recipes_run_and_differ_only_in_length(tmp_path):
     assert cfg.SOLVER.BASE_LR == pytest.approx(0.03 * 2 / 256)  # linear scaling from batch 256
     model = trainer.model
     assert model.queue.length == 65536 and model.projector[0].in_features == 2048
-    same_data = ["SOCO.DATA.IMAGE_ROOT", cfg.SOCO.DATA.IMAGE_ROOT, "SOLVER.IMS_PER_BATCH", "2"]
+    same_data = ["PRETRAIN.DATA.IMAGE_ROOT", cfg.PRETRAIN.DATA.IMAGE_ROOT, "SOLVER.IMS_PER_BATCH", "2"]
     long_cfg = setup_pretrain_cfg(str(CONFIGS / "MoCoV2_800ep.yaml"), same_data)
     assert long_cfg.SOLVER.MAX_ITER == 800 * 3
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from soco.proposals.benchmark import (
+from soco_proposals.benchmark import (
     FELZENSZWALB_FLOOR,
     benchmark,
     format_report,

@@ -1,6 +1,6 @@
 import numpy as np
 
-from soco.proposals.box_codec import decode_boxes, encode_boxes
+from soco_proposals.box_codec import decode_boxes, encode_boxes
 
 
 def _round_trip(boxes):

@@ -3,8 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from soco.proposals.filter_pipeline import filter_proposals, post_fix_proposals
-from soco.proposals.raw_shards import (
+from soco_proposals.filter_pipeline import filter_proposals, post_fix_proposals
+from soco_proposals.raw_shards import (
     SUMMARY_FILE,
     ImageProposals,
     chunk_path,
@@ -12,7 +12,7 @@ from soco.proposals.raw_shards import (
     shard_dir_name,
     write_chunk,
 )
-from soco.proposals.store import open_proposals
+from soco_proposals.store import open_proposals
 
 GOOD = [0, 0, 120, 120]  # passes ratio3size0308 on a 320 x 320 image
 LONG = [0, 0, 200, 40]  # ratio 5: only the w, h >= 32 rule keeps it

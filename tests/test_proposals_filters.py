@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from soco.proposals.filters import (
+from soco_proposals.filters import (
     FilterStrategy,
     filter_boxes,
     keep_mask,

@@ -4,16 +4,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import soco.proposals.generate as generate
-from soco.proposals.generate import (
+import soco_proposals.generate as generate
+from soco_proposals.generate import (
     generate_shard,
-    load_rgb_image,
+    load_rgb_array,
     propose_image,
     scale_boxes_back,
     shard_records,
 )
-from soco.proposals.raw_shards import find_shards, iter_shard_proposals, list_chunks
-from soco.proposals.selective_search import selective_search
+from soco_proposals.raw_shards import find_shards, iter_shard_proposals, list_chunks
+from soco_proposals.selective_search import selective_search
 
 
 def _blocks(rng, height, width):
@@ -135,9 +135,9 @@ def test_shards_are_disjoint_and_complete_with_workers(corpus, tmp_path):
         shard_records([], 2, 2)
 
 
-def test_load_rgb_image_conversions(corpus):
+def test_load_rgb_array_conversions(corpus):
     for name, note in [("n003_gray.JPEG", "mode:L->RGB"), ("n003_palette.png", "mode:P->RGB")]:
-        image, notes = load_rgb_image(str(corpus / "n003" / name))
+        image, notes = load_rgb_array(str(corpus / "n003" / name))
         assert image.dtype == np.uint8 and image.shape[2] == 3 and note in notes
 
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from skimage import data, transform
 
-from soco.proposals.backends import PROPOSAL_BACKENDS, get_backend
-from soco.proposals.benchmark import pairwise_iou_xywh
-from soco.proposals.selective_search import (
+from soco_proposals.backends import PROPOSAL_BACKENDS, get_backend
+from soco_proposals.benchmark import pairwise_iou_xywh
+from soco_proposals.selective_search import (
     _COLOUR_LUT,
     _TEXTURE_LUT,
     Regions,

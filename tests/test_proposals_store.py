@@ -4,7 +4,7 @@ import pickle
 import numpy as np
 import pytest
 
-from soco.proposals.store import (
+from soco_proposals.store import (
     JsonProposals,
     StoreProposals,
     json_to_store,

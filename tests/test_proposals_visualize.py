@@ -1,6 +1,6 @@
 import numpy as np
 
-from soco.proposals.visualize import FILTERED_COLOR, RAW_COLOR, render_proposals, xywh_to_xyxy_edges
+from soco_proposals.visualize import FILTERED_COLOR, RAW_COLOR, render_proposals, xywh_to_xyxy_edges
 
 
 def test_xywh_to_pixel_edges():

@@ -36,7 +36,7 @@ def tiny_batch(cfg, num_images: int = 4, seed: int = 0) -> dict[str, torch.Tenso
     rng = np.random.RandomState(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    generator = VIEW_GENERATOR_REGISTRY.get(cfg.SOCO.DATA.VIEW_GENERATOR)(cfg)
+    generator = VIEW_GENERATOR_REGISTRY.get(cfg.PRETRAIN.DATA.VIEW_GENERATOR)(cfg)
     samples = []
     for _ in range(num_images):
         pixels = rng.randint(0, 255, size=(90, 120, 3)).astype(np.uint8)

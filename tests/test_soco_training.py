@@ -12,8 +12,8 @@ import torch
 from pretrain_testing import assert_resume_matches, run_pretraining, write_tiny_images
 
 from soco.data import VIEW_GENERATOR_REGISTRY
-from soco.data.image_list import list_images
-from soco.engine.launch import setup_pretrain_cfg
+from soco.engine.pretrain import setup_pretrain_cfg
+from soco_proposals.image_list import list_images
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "soco" / "configs"
@@ -31,7 +31,7 @@ def corpus(tmp_path_factory) -> dict[str, str]:
         proposals[record.key] = [[2, 3, 30, 25], [20, 10, 40, 35], [0, 0, 60, 50], [35, 30, 25, 28]]
     proposals_file = root / "train_ratio3size0308post.json"
     proposals_file.write_text(json.dumps(proposals))
-    return {"SOCO.DATA.IMAGE_ROOT": str(images), "SOCO.DATA.PROPOSALS": str(proposals_file)}
+    return {"PRETRAIN.DATA.IMAGE_ROOT": str(images), "PRETRAIN.DATA.PROPOSALS": str(proposals_file)}
 
 
 def data_opts(corpus: dict[str, str]) -> list[str]:
@@ -113,7 +113,7 @@ def test_full_size_config_runs_one_iteration_on_cpu(config, corpus, tmp_path):
 def test_full_size_configs_have_the_paper_recipe(config, epochs, generator, cutout, tmp_path):
     image_root = write_tiny_images(tmp_path / "images", count=4096 // 256)  # any corpus; checked per epoch
     cfg = setup_pretrain_cfg(
-        str(CONFIGS / config), ["SOCO.DATA.IMAGE_ROOT", str(image_root), "SOLVER.IMS_PER_BATCH", "8"]
+        str(CONFIGS / config), ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root), "SOLVER.IMS_PER_BATCH", "8"]
     )
     iters_per_epoch = 16 // 8
     assert cfg.SOLVER.MAX_ITER == epochs * iters_per_epoch and cfg.SOLVER.WARMUP_ITERS == 10 * iters_per_epoch
@@ -126,7 +126,7 @@ def test_full_size_configs_have_the_paper_recipe(config, epochs, generator, cuto
     assert cfg.SOLVER.AMP.ENABLED and cfg.SOLVER.OPTIMIZER == "LARS"
     assert cfg.MODEL.RESNETS.NORM == "SyncBN" and cfg.MODEL.BACKBONE.FREEZE_AT == 0
     assert not cfg.MODEL.RESNETS.STRIDE_IN_1X1
-    assert cfg.SOCO.DATA.VIEW_GENERATOR == generator and cfg.SOCO.CUTOUT.ENABLED == cutout
+    assert cfg.PRETRAIN.DATA.VIEW_GENERATOR == generator and cfg.SOCO.CUTOUT.ENABLED == cutout
     is_c4 = generator == "SoCoC4Views"
     assert (cfg.SOCO.BOXES.JITTER_PROB == 0.0) == is_c4 and cfg.SOCO.BOXES.NUM_PER_PAIR == 4
     assert tuple(cfg.SOCO.VIEWS.CROP_SCALE) == ((0.6, 1.0) if is_c4 else (0.5, 1.0))
@@ -147,10 +147,10 @@ def test_launcher_builds_the_multi_node_command_from_slurm_variables(tmp_path):
     words = result.stdout.split()
     expected = "--num-gpus 8 --num-machines 2 --machine-rank 1 --dist-url tcp://node0:28652 --resume"
     assert expected in " ".join(words)
-    assert words[words.index("SOCO.DATA.IMAGE_ROOT") + 1] == str(tmp_path / "imgs")
+    assert words[words.index("PRETRAIN.DATA.IMAGE_ROOT") + 1] == str(tmp_path / "imgs")
     assert words[-2:] == ["SOLVER.IMS_PER_BATCH", "1024"] and "soco/configs/SoCo_FPN_100ep.yaml" in words
     assert words[words.index("OUTPUT_DIR") + 1] == str(tmp_path / "output" / "soco_fpn_100ep")
-    assert words[words.index("SOCO.DATA.PROPOSALS") + 1] == "/p.json"
+    assert words[words.index("PRETRAIN.DATA.PROPOSALS") + 1] == "/p.json"
     image_level = subprocess.run(
         [str(REPO / "tools" / "MoCoV2_200ep.sh"), "--data", "imgs", "--dry-run"],
         cwd=tmp_path,
@@ -160,7 +160,7 @@ def test_launcher_builds_the_multi_node_command_from_slurm_variables(tmp_path):
         timeout=60,
     )
     assert image_level.returncode == 0, image_level.stderr
-    assert "SOCO.DATA.PROPOSALS" not in image_level.stdout and "output/mocov2_200ep" in image_level.stdout
+    assert "PRETRAIN.DATA.PROPOSALS" not in image_level.stdout and "output/mocov2_200ep" in image_level.stdout
     no_data = subprocess.run(
         [launcher, "--proposals", "/p.json"], cwd=tmp_path, env=env, capture_output=True, text=True
     )

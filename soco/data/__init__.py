@@ -1,4 +1,6 @@
 """Pretraining data: image lists, proposal-aware view generators, the resumable loader."""
+from soco_proposals.image_list import ImageRecord, image_key, list_images
+
 from . import image_views, soco  # noqa: F401  (registers the view generators)
 from .build import (
     VIEW_GENERATOR_REGISTRY,
@@ -8,7 +10,6 @@ from .build import (
     build_pretrain_train_loader,
     count_images,
 )
-from .image_list import ImageRecord, image_key, list_images
 
 __all__ = [
     "VIEW_GENERATOR_REGISTRY",

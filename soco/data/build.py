@@ -23,9 +23,8 @@ from detectron2.utils.registry import Registry
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from soco.proposals.store import open_proposals
-
-from .image_list import ImageRecord, list_images
+from soco_proposals.image_list import ImageRecord, list_images
+from soco_proposals.store import open_proposals
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ class StreamSampler(Sampler):
             position += self.world_size
 
 
-def load_rgb_image(path: str) -> Image.Image:
+def load_rgb_pil_image(path: str) -> Image.Image:
     """Open an image file as RGB (grayscale, palette, CMYK and RGBA are converted)."""
     with Image.open(path) as image:
         return image.convert("RGB")
@@ -118,7 +117,7 @@ class PretrainDataset(Dataset):
         for attempt in range(len(self.records)):
             record = self.records[(index + attempt) % len(self.records)]
             try:
-                image = load_rgb_image(record.path)
+                image = load_rgb_pil_image(record.path)
                 break
             except (OSError, ValueError) as err:
                 self.num_unreadable += 1
@@ -144,38 +143,39 @@ def data_seed(cfg: CfgNode) -> int:
 
 
 def count_images(cfg: CfgNode) -> int:
-    """Number of images under ``cfg.SOCO.DATA.IMAGE_ROOT``."""
-    return len(list_images(cfg.SOCO.DATA.IMAGE_ROOT))
+    """Number of images under ``cfg.PRETRAIN.DATA.IMAGE_ROOT``."""
+    return len(list_images(cfg.PRETRAIN.DATA.IMAGE_ROOT))
 
 
 def build_pretrain_dataset(cfg: CfgNode) -> PretrainDataset:
     """The dataset of ``cfg``: images, proposals (if any) and the configured view generator."""
-    if not cfg.SOCO.DATA.IMAGE_ROOT:
+    if not cfg.PRETRAIN.DATA.IMAGE_ROOT:
         raise ValueError(
-            "SOCO.DATA.IMAGE_ROOT is empty: set it to an image folder, ImageNet tree or train_map.txt"
+            "PRETRAIN.DATA.IMAGE_ROOT is empty: set it to an image folder, ImageNet tree or train_map.txt"
         )
-    records = list_images(cfg.SOCO.DATA.IMAGE_ROOT)
+    records = list_images(cfg.PRETRAIN.DATA.IMAGE_ROOT)
     proposals = None
-    if cfg.SOCO.DATA.PROPOSALS:
-        proposals = open_proposals(cfg.SOCO.DATA.PROPOSALS)
+    if cfg.PRETRAIN.DATA.PROPOSALS:
+        proposals = open_proposals(cfg.PRETRAIN.DATA.PROPOSALS)
         missing = sum(1 for r in records if r.key not in proposals)
         if missing == len(records):
             raise ValueError(
-                f"none of the {len(records)} images under {cfg.SOCO.DATA.IMAGE_ROOT} has an entry in "
-                f"{cfg.SOCO.DATA.PROPOSALS} (keys are file names up to the first '.'): wrong proposals file?"
+                f"none of the {len(records)} images under {cfg.PRETRAIN.DATA.IMAGE_ROOT} has an entry in "
+                f"{cfg.PRETRAIN.DATA.PROPOSALS} (keys are file names up to the first '.'): "
+                "wrong proposals file?"
             )
         if missing:
             logger.warning(
                 "%d of %d images have no entry in %s; they use the whole image as their proposal",
                 missing,
                 len(records),
-                cfg.SOCO.DATA.PROPOSALS,
+                cfg.PRETRAIN.DATA.PROPOSALS,
             )
-    generator_class = VIEW_GENERATOR_REGISTRY.get(cfg.SOCO.DATA.VIEW_GENERATOR)
+    generator_class = VIEW_GENERATOR_REGISTRY.get(cfg.PRETRAIN.DATA.VIEW_GENERATOR)
     if getattr(generator_class, "REQUIRES_PROPOSALS", False) and proposals is None:
         raise ValueError(
-            f"the view generator {cfg.SOCO.DATA.VIEW_GENERATOR} needs proposals: set SOCO.DATA.PROPOSALS "
-            "to a SoCo JSON or proposal store (see selective_search/)"
+            f"the view generator {cfg.PRETRAIN.DATA.VIEW_GENERATOR} needs proposals: set "
+            "PRETRAIN.DATA.PROPOSALS to a SoCo JSON or proposal store (see selective_search/)"
         )
     generator = generator_class(cfg)
     return PretrainDataset(records, proposals, generator, data_seed(cfg))

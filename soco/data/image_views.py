@@ -1,6 +1,7 @@
 """View generators of the image-level baselines: MoCo v2's two crops (also DenseCL) and SwAV's multi-crop.
 
-Registered in ``VIEW_GENERATOR_REGISTRY`` and chosen by ``SOCO.DATA.VIEW_GENERATOR``. Both ignore proposals.
+Registered in ``VIEW_GENERATOR_REGISTRY`` and chosen by ``PRETRAIN.DATA.VIEW_GENERATOR``; both ignore
+proposals.
 
 =================  ======================================================================================
 ``MoCoV2Views``    ``{"views": (2, 3, S, S)}``: two independent draws of MoCo v2's "aug+" pipeline
@@ -12,7 +13,7 @@ Registered in ``VIEW_GENERATOR_REGISTRY`` and chosen by ``SOCO.DATA.VIEW_GENERAT
                    PIL Gaussian blur (p 0.5)
 =================  ======================================================================================
 
-Views are RGB, normalised by ``SOCO.DATA.PIXEL_MEAN`` / ``PIXEL_STD``. SwAV's code normalises with a red
+Views are RGB, normalised by ``PRETRAIN.DATA.PIXEL_MEAN`` / ``PIXEL_STD``. SwAV's code normalises with a red
 std of 0.228 instead of 0.229; we use the configured value.
 """
 
@@ -28,7 +29,7 @@ from detectron2.config import CfgNode
 from PIL import Image
 
 from .build import VIEW_GENERATOR_REGISTRY
-from .soco.photometric import ColorRecipe, to_normalized_tensor
+from .photometric import ColorRecipe, to_normalized_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,11 @@ def _check_scale(scale: Sequence[float], key: str) -> tuple[float, float]:
 
 
 def _warn_if_proposals(cfg: CfgNode, generator: str) -> None:
-    if cfg.SOCO.DATA.PROPOSALS:
+    if cfg.PRETRAIN.DATA.PROPOSALS:
         logger.warning(
-            "%s ignores proposals, but SOCO.DATA.PROPOSALS=%s is set; set it to '' to skip reading it",
+            "%s ignores proposals, but PRETRAIN.DATA.PROPOSALS=%s is set; set it to '' to skip reading it",
             generator,
-            cfg.SOCO.DATA.PROPOSALS,
+            cfg.PRETRAIN.DATA.PROPOSALS,
         )
 
 
@@ -107,7 +108,7 @@ class MoCoV2Views:
                 T.RandomHorizontalFlip(),
             ]
         )
-        self.pipeline = _CropPipeline(augment, cfg.SOCO.DATA.PIXEL_MEAN, cfg.SOCO.DATA.PIXEL_STD)
+        self.pipeline = _CropPipeline(augment, cfg.PRETRAIN.DATA.PIXEL_MEAN, cfg.PRETRAIN.DATA.PIXEL_STD)
 
     def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:
         return {"views": torch.stack([self.pipeline(image), self.pipeline(image)])}
@@ -143,7 +144,7 @@ class MultiCropViews:
                     SWAV_COLOR.build(),
                 ]
             )
-            pipeline = _CropPipeline(augment, cfg.SOCO.DATA.PIXEL_MEAN, cfg.SOCO.DATA.PIXEL_STD)
+            pipeline = _CropPipeline(augment, cfg.PRETRAIN.DATA.PIXEL_MEAN, cfg.PRETRAIN.DATA.PIXEL_STD)
             self.groups.append((int(count), pipeline))
 
     def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:

@@ -87,7 +87,8 @@ class PretrainTrainer(DefaultTrainer):
         model = unwrap_model(self.model)
         ret = [hooks.IterationTimer(), hooks.LRScheduler()]
         if hasattr(model, "momentum_update"):
-            ret.append(MomentumHook(cfg.SOCO.MOMENTUM.BASE, cfg.SOCO.MOMENTUM.SCHEDULE, cfg.SOLVER.MAX_ITER))
+            momentum = cfg.PRETRAIN.MOMENTUM
+            ret.append(MomentumHook(momentum.BASE, momentum.SCHEDULE, cfg.SOLVER.MAX_ITER))
         ret.append(ThroughputHook(cfg.SOLVER.IMS_PER_BATCH))
         if comm.is_main_process():
             ret.append(

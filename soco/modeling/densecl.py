@@ -20,10 +20,11 @@ from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import Tensor, nn
 
+from .backbone import global_pool
 from .contrastive import batch_shuffle, batch_unshuffle, contrastive_accuracy, info_nce_logits, info_nce_loss
 from .events import put_scalars
 from .mlp import MLP
-from .moco import MoCo, global_pool
+from .moco import MoCo
 from .momentum import create_target
 from .queue import FeatureQueue
 

@@ -5,7 +5,7 @@
     loss  = InfoNCE over [key, queue] at temperature T; then the keys are enqueued.
 
 The key encoder (``target``) follows the query encoder by an EMA of the parameters that the engine
-applies before every step (``SOCO.MOMENTUM.SCHEDULE constant``, ``BASE 0.999``). Under DDP the key
+applies before every step (``PRETRAIN.MOMENTUM.SCHEDULE constant``, ``BASE 0.999``). Under DDP the key
 encoder sees a shuffled global batch (shuffle-BN); on one process that is a no-op.
 """
 
@@ -14,33 +14,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
-from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone
 from torch import Tensor, nn
 
+from .backbone import build_res5_backbone, global_pool
 from .contrastive import batch_shuffle, batch_unshuffle, contrastive_accuracy, info_nce_logits, info_nce_loss
 from .events import put_scalars
 from .mlp import MLP
 from .momentum import create_target, ema_update_
 from .queue import FeatureQueue
 
-__all__ = ["MoCo", "build_res5_backbone", "global_pool"]
-
-
-def build_res5_backbone(cfg: CfgNode) -> tuple[Backbone, int]:
-    """Detectron2's backbone of ``cfg`` and the channel count of its ``res5`` output (2048 for ResNet-50)."""
-    backbone = build_backbone(cfg)
-    shapes = backbone.output_shape()
-    if "res5" not in shapes:
-        raise ValueError(
-            f"image-level pretraining needs the backbone to output 'res5', but it outputs {sorted(shapes)}: "
-            f"set MODEL.RESNETS.OUT_FEATURES to ['res5'] (now {cfg.MODEL.RESNETS.OUT_FEATURES})"
-        )
-    return backbone, shapes["res5"].channels
-
-
-def global_pool(features: Tensor) -> Tensor:
-    """Global average pooling: ``(B, C, H, W)`` -> ``(B, C)``."""
-    return features.mean(dim=(2, 3))
+__all__ = ["MoCo"]
 
 
 @META_ARCH_REGISTRY.register()

@@ -95,7 +95,7 @@ def _box_set_pairs(batch: dict[str, Tensor]) -> list[tuple[str, str]]:
     if not pairs:
         raise ValueError(
             "the batch has no 'correspondence{a}_vs_{b}' entry: SoCo models need a SoCo view generator "
-            "(SOCO.DATA.VIEW_GENERATOR SoCoFPNViews, SoCoFPNStarViews or SoCoC4Views) and proposals"
+            "(PRETRAIN.DATA.VIEW_GENERATOR SoCoFPNViews, SoCoFPNStarViews or SoCoC4Views) and proposals"
         )
     return sorted(pairs)
 

@@ -28,8 +28,8 @@ from torch import Tensor, nn
 
 from soco.data.image_views import multi_crop_key
 
+from .backbone import build_res5_backbone, global_pool
 from .mlp import MLP
-from .moco import build_res5_backbone, global_pool
 from .queue import FeatureQueue
 from .sinkhorn import distributed_sinkhorn
 
@@ -161,7 +161,7 @@ class SwAV(nn.Module):
         if not groups:
             raise KeyError(
                 f"SwAV expects the batch entries {multi_crop_key(0)}, {multi_crop_key(1)}, ... of "
-                f"MultiCropViews (SOCO.DATA.VIEW_GENERATOR), got {sorted(batch)}"
+                f"MultiCropViews (PRETRAIN.DATA.VIEW_GENERATOR), got {sorted(batch)}"
             )
         return groups
 

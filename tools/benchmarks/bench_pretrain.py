@@ -37,7 +37,7 @@ from PIL import Image
 import soco.modeling  # noqa: F401  (registers the meta-architectures)
 from soco.config import add_soco_config
 from soco.data.build import build_pretrain_train_loader
-from soco.engine.launch import setup_pretrain_cfg
+from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.trainer import build_step_runner
 from soco.solver import build_optimizer
 
@@ -173,7 +173,7 @@ def bench_head_cost(args: argparse.Namespace, config: str, batch: int, pool_all_
 def _overrides(args: argparse.Namespace, batch: int) -> list[str]:
     schedule = ["SOLVER.EPOCHS", "0", "SOLVER.WARMUP_EPOCHS", "0", "SOLVER.WARMUP_ITERS", "0"]
     opts = [
-        "SOCO.DATA.IMAGE_ROOT", args.image_root, "SOCO.DATA.PROPOSALS", args.proposals,
+        "PRETRAIN.DATA.IMAGE_ROOT", args.image_root, "PRETRAIN.DATA.PROPOSALS", args.proposals,
         "SOLVER.IMS_PER_BATCH", str(batch), "SOLVER.MAX_ITER", str(args.warmup + args.iters + 1),
         "MODEL.DEVICE", args.device, "SOLVER.AMP.ENABLED", str(args.amp),
         *schedule,

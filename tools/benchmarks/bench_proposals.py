@@ -13,16 +13,16 @@ from pathlib import Path
 
 from PIL import Image
 
-from soco.data.image_list import list_images
-from soco.proposals.backends import PROPOSAL_BACKENDS
-from soco.proposals.benchmark import (
+from soco_proposals.backends import PROPOSAL_BACKENDS
+from soco_proposals.benchmark import (
     FELZENSZWALB_FLOOR,
     IMAGENET_MEAN_MEGAPIXELS,
     PACKAGE,
     benchmark,
     format_report,
 )
-from soco.proposals.generate import load_rgb_image
+from soco_proposals.generate import load_rgb_array
+from soco_proposals.image_list import list_images
 
 SAMPLE_PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "stereo_motorcycle", "immunohistochemistry")
 
@@ -60,7 +60,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.image_dir) if args.image_dir else write_sample_photos(Path(tmp))
         records = list_images(folder)[: args.max_images]
-        images = {record.key: load_rgb_image(record.path)[0] for record in records}
+        images = {record.key: load_rgb_array(record.path)[0] for record in records}
     methods = [FELZENSZWALB_FLOOR] + ([] if args.no_package else [PACKAGE])
     methods += ["reference"] + [name for name in args.backends if name != "reference"]
     stats = benchmark(images, methods, repeats=args.repeats)

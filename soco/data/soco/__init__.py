@@ -1,4 +1,4 @@
-"""SoCo's data side: box geometry, photometric augmentations and the registered view generators."""
+"""SoCo's data side: box geometry, cutout in boxes and the registered view generators."""
 
 from .views import SoCoC4Views, SoCoFPNStarViews, SoCoFPNViews, SoCoViews
 

@@ -1,6 +1,6 @@
 """SoCo's view generators: image + proposals -> views, boxes, FPN levels and correspondence matrices.
 
-Registered in ``VIEW_GENERATOR_REGISTRY`` and chosen by ``SOCO.DATA.VIEW_GENERATOR``:
+Registered in ``VIEW_GENERATOR_REGISTRY`` and chosen by ``PRETRAIN.DATA.VIEW_GENERATOR``:
 
 =====================  =====================================================================================
 ``SoCoC4Views``        V1 whole image, V2 random-resized crop; one level (res4), K x K correspondence
@@ -34,8 +34,9 @@ from detectron2.config import CfgNode
 from PIL import Image
 
 from ..build import VIEW_GENERATOR_REGISTRY
+from ..photometric import ColorRecipe, to_normalized_tensor
 from . import boxes as B
-from .photometric import ColorRecipe, cutout_in_boxes, to_normalized_tensor
+from .cutout import cutout_in_boxes
 
 #: sentinel ids of empty level slots, distinct per side of a pair so that they never match
 _EMPTY_SLOT_A, _EMPTY_SLOT_B = -1, -2
@@ -85,7 +86,8 @@ class SoCoViews:
             )
         self.cutout_enabled, self.cutout_prob = cutout.ENABLED, cutout.PROB
         self.cutout_area = tuple(cutout.AREA)
-        self.pixel_mean, self.pixel_std = list(cfg.SOCO.DATA.PIXEL_MEAN), list(cfg.SOCO.DATA.PIXEL_STD)
+        data = cfg.PRETRAIN.DATA
+        self.pixel_mean, self.pixel_std = list(data.PIXEL_MEAN), list(data.PIXEL_STD)
         self.color = [self._color_recipe(views, 0).build(), self._color_recipe(views, 1).build()]
 
     @staticmethod

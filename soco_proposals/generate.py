@@ -1,10 +1,10 @@
 """Generate raw selective-search proposals for a corpus: worker processes, shards, resume.
 
-The sorted image list (:func:`soco.data.image_list.list_images`) is split into ``num_shards`` disjoint
+The sorted image list (:func:`soco_proposals.image_list.list_images`) is split into ``num_shards`` disjoint
 shards (image ``i`` goes to shard ``i % num_shards``), so N machines can each run one shard. A shard is
 processed in fixed chunks of consecutive images; each finished chunk is written atomically and skipped
 when the command is run again, so a killed run resumes losing at most the chunks in flight and never
-duplicating an image. See :mod:`soco.proposals.raw_shards` for the files.
+duplicating an image. See :mod:`soco_proposals.raw_shards` for the files.
 
 Images that cannot be read never stop the run: they are recorded as failed (with the reason) and
 listed in the shard's ``errors.log``; images that need a conversion (grayscale, CMYK, RGBA, palette,
@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from soco.data.image_list import ImageRecord, list_images
-
 from .backends import get_backend
+from .fileio import atomic_write_text
+from .image_list import ImageRecord, list_images
 from .raw_shards import (
     CONFIG_FILE,
     ERROR_LOG_FILE,
@@ -47,7 +47,7 @@ from .raw_shards import (
     write_chunk,
     write_json,
 )
-from .store import MAX_COORDINATE, atomic_write_text
+from .store import MAX_COORDINATE
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +55,7 @@ DEFAULT_CHUNK_SIZE = 500
 TINY_SIDE = 32
 
 
-def load_rgb_image(path: str) -> tuple[np.ndarray, list[str]]:
+def load_rgb_array(path: str) -> tuple[np.ndarray, list[str]]:
     """Decode an image fully as RGB uint8 (H, W, 3), with remarks on what had to be converted.
 
     Raises on unreadable or truncated files (PIL's errors, unchanged).
@@ -102,7 +102,7 @@ def scale_boxes_back(
 def propose_image(record: ImageRecord, backend: str, max_size: int | None = None) -> ImageProposals:
     """Raw proposals of one image; any failure is returned as a failed result, never raised."""
     try:
-        image, notes = load_rgb_image(record.path)
+        image, notes = load_rgb_array(record.path)
         original_hw = image.shape[:2]
         if min(original_hw) < TINY_SIDE:
             notes.append(f"tiny:{original_hw[0]}x{original_hw[1]}")

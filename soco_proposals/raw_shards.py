@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from .store import atomic_write_text
+from .fileio import atomic_write, atomic_write_text
 
 RAW_FORMAT = "soco-raw-proposals"
 CONFIG_FILE = "config.json"
@@ -96,15 +95,7 @@ def write_chunk(path: Path, results: list[ImageProposals]) -> None:
         "errors": _encode(r.error for r in results),
         "notes": _encode(";".join(r.notes) for r in results),
     }
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 def read_chunk_keys(path: Path) -> list[str]:

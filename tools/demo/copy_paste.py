@@ -17,10 +17,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from photos import fetch_photo_packages, skimage_photo
 from PIL import Image
 from scipy import ndimage
 
-from .photos import fetch_photo_packages, skimage_photo
+from soco_proposals.fileio import atomic_write_text
 
 CATEGORIES = ("coin", "fish", "quokka")
 
@@ -198,9 +199,7 @@ def write_split(
         "categories": [{"id": i, "name": n, "supercategory": "object"} for n, i in category_ids.items()],
     }
     json_path = out_dir / f"{split}.json"
-    tmp = json_path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(dataset))
-    os.replace(tmp, json_path)
+    atomic_write_text(json_path, [json.dumps(dataset)])
     return json_path
 
 

@@ -7,7 +7,7 @@ Both formats hold, per image key, boxes ``[x, y, w, h]`` in pixels of the origin
 for ImageNet, so training should use the store.
 
 *Compact store*: a directory of ``.npy`` arrays, memory-mapped on first use in each process (a
-DataLoader worker holds only the pages it touches), boxes encoded by :mod:`soco.proposals.box_codec`:
+DataLoader worker holds only the pages it touches), boxes encoded by :mod:`soco_proposals.box_codec`:
 
 =====================  ============================  ==============================================
 file                   array                         meaning
@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from .box_codec import decode_boxes, encode_boxes
+from .fileio import atomic_directory, atomic_write_text
 
 STORE_FORMAT = "soco-proposal-store"
 STORE_VERSION = 1
@@ -248,19 +247,6 @@ def _check_key(key: object, origin: object) -> bytes:
     return key.encode("utf-8")
 
 
-def _replace_dir(tmp_dir: Path, path: Path, overwrite: bool) -> None:
-    """Move a finished temporary directory to ``path``, replacing an old one only if ``overwrite``."""
-    if path.exists():
-        if not overwrite:
-            raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old-", dir=path.parent))
-        os.replace(path, old / path.name)
-        os.replace(tmp_dir, path)
-        shutil.rmtree(old)
-    else:
-        os.replace(tmp_dir, path)
-
-
 def write_store(
     path: str | os.PathLike,
     proposals: Mapping[str, Any],
@@ -308,32 +294,10 @@ def write_store(
         "has_sizes": image_sizes is not None,
         "metadata": dict(metadata or {}),
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
-    try:
+    with atomic_directory(path, overwrite=overwrite) as tmp_dir:
         for name, array in arrays.items():
             np.save(tmp_dir / f"{name}.npy", array)
         (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        _replace_dir(tmp_dir, path, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | os.PathLike, lines: Iterable[str]) -> Path:
-    """Write ``lines`` (already newline-terminated) to ``path`` through a temporary file + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.writelines(lines)
-        os.replace(tmp_name, path)
-    except BaseException:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-        raise
     return path
 
 

@@ -9,7 +9,7 @@ Every step is printed as the command that runs it; artifacts land in --output (d
 import argparse
 from pathlib import Path
 
-from soco.demo.pipeline import DemoSettings, run_demo
+from pipeline import DemoSettings, run_demo
 
 
 def main() -> None:

@@ -65,7 +65,7 @@ def build_steps(s: DemoSettings) -> list[Step]:
     steps = [
         Step(
             "prepare_data",
-            [py, _script("tools/prepare_demo_data.py"), "--cache", s.photo_cache, "--output", data],
+            [py, _script("tools/demo/prepare_data.py"), "--cache", s.photo_cache, "--output", data],
         ),
         Step(
             "proposals",
@@ -139,9 +139,9 @@ def build_steps(s: DemoSettings) -> list[Step]:
                 _script("tools/pretrain_net.py"),
                 "--config-file",
                 _script("soco/configs/tiny/SoCo_FPN.yaml"),
-                "SOCO.DATA.IMAGE_ROOT",
+                "PRETRAIN.DATA.IMAGE_ROOT",
                 data / "corpus",
-                "SOCO.DATA.PROPOSALS",
+                "PRETRAIN.DATA.PROPOSALS",
                 store,
                 "OUTPUT_DIR",
                 pre,

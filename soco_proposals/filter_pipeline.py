@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .fileio import atomic_write_text
 from .filters import filter_boxes, parse_strategy, post_fallback_boxes
 from .raw_shards import find_shards, iter_shard_proposals
-from .store import atomic_write_text, open_proposals, write_soco_json, write_store
+from .store import open_proposals, write_soco_json, write_store
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Registry of proposal backends: ``name -> function(image uint8 (H, W, 3) RGB) -> int64 (M, 4) xywh``.
 
-* ``reference``: SoCo's selective search, exact and vectorised (:mod:`soco.proposals.selective_search`).
+* ``reference``: SoCo's selective search, exact and vectorised (:mod:`soco_proposals.selective_search`).
 * ``opencv-fast`` / ``opencv-quality``: OpenCV ximgproc selective search (opencv-contrib), run
   single-threaded so that one worker process uses one core. It is a different algorithm (several
   colour spaces and strategies, its own Felzenszwalb settings) and returns many more boxes.

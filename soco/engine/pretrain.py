@@ -1,0 +1,56 @@
+"""Pretraining in one process: the config set-up, and the function ``tools/pretrain_net.py`` launches."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from detectron2.config import CfgNode, get_cfg
+from detectron2.engine import default_setup
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from soco.config import add_soco_config
+from soco.data.build import count_images
+
+from .schedule import describe_schedule, explicit_keys, resolve_schedule
+from .trainer import PretrainTrainer
+
+
+def load_pretrain_cfg(config_file: str, opts: list[str]) -> CfgNode:
+    """A pretraining config (Detectron2's keys plus soco's) from ``config_file`` and command-line ``opts``.
+
+    Old key names (e.g. ``SOCO.DATA.IMAGE_ROOT``) fail here with an error naming the new one.
+    """
+    cfg = get_cfg()
+    add_soco_config(cfg)
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(opts)
+    return cfg
+
+
+def _resolve(cfg: CfgNode, explicit: set[str]) -> CfgNode:
+    # The corpus is only counted when the schedule is given in epochs (a full ImageNet walk takes a while).
+    cfg = resolve_schedule(cfg, count_images(cfg) if cfg.SOLVER.EPOCHS > 0 else None, explicit)
+    cfg.freeze()
+    return cfg
+
+
+def setup_pretrain_cfg(config_file: str, opts: list[str]) -> CfgNode:
+    """Load a pretraining config, apply overrides, resolve its schedule (epochs, lr scaling), freeze it."""
+    return _resolve(load_pretrain_cfg(config_file, opts), explicit_keys(config_file, opts))
+
+
+def run_pretraining(args: argparse.Namespace) -> PretrainTrainer:
+    """Pretrain in this process (one of ``launch``'s workers); returns the finished trainer."""
+    requested = load_pretrain_cfg(args.config_file, args.opts)
+    explicit = explicit_keys(args.config_file, args.opts)
+    cfg = _resolve(requested, explicit)
+    default_setup(cfg, args)
+    # default_setup only configures the "detectron2" and "fvcore" loggers; soco's own go to the same log.txt.
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="soco")
+    logging.getLogger("soco").info(describe_schedule(requested, cfg, explicit))
+    trainer = PretrainTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+    return trainer
