@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+
 from detectron2.config import CfgNode as CN
 
 
@@ -208,3 +210,12 @@ def _add_baselines_config(cfg: CN) -> None:
     cfg.SWAV.VIEWS.MIN_SCALES = [0.14, 0.05]
     # MultiCropViews: largest area of each group's random-resized crops, as a fraction of the image area.
     cfg.SWAV.VIEWS.MAX_SCALES = [1.0, 0.14]
+
+
+def leaf_keys(tree: Mapping, prefix: str = "") -> Iterator[str]:
+    """Dotted full keys (``SOLVER.MAX_ITER``) of the leaves of a nested config mapping (a loaded YAML)."""
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            yield from leaf_keys(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import yaml
 from detectron2.config import CfgNode
 
-
-def _leaf_keys(tree: dict, prefix: str = "") -> Iterator[str]:
-    for key, value in tree.items():
-        full = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _leaf_keys(value, full + ".")
-        else:
-            yield full
+from soco.config import leaf_keys
 
 
 def _value(cfg: CfgNode, full_key: str):
@@ -34,5 +27,5 @@ def keys_equal_to_base(path: Path, make_cfg: Callable[[], CfgNode]) -> list[str]
         inherited.merge_from_file(str(path.parent / base))
     full = make_cfg()
     full.merge_from_file(str(path))
-    keys = [key for key in _leaf_keys(own) if key != "VERSION"]  # Detectron2 wants VERSION in every file
+    keys = [key for key in leaf_keys(own) if key != "VERSION"]  # Detectron2 wants VERSION in every file
     return [key for key in keys if _value(full, key) == _value(inherited, key)]

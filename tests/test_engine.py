@@ -17,6 +17,7 @@ from torchvision import transforms
 from soco.config import add_soco_config
 from soco.data.build import VIEW_GENERATOR_REGISTRY
 from soco.engine.pretrain import run_pretraining as pretrain_main
+from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.schedule import resolve_schedule
 from soco.modeling.momentum import create_target, ema_update_
 
@@ -184,3 +185,30 @@ def test_periodic_checkpoints_are_pruned(toy_config, image_root, tmp_path):
     run_pretraining(toy_config, out, opts + ["SOLVER.CHECKPOINT_MAX_TO_KEEP", "2"])
     assert sorted(p.name for p in out.glob("model_0*.pth")) == ["model_0000004.pth", "model_0000005.pth"]
     assert (out / "model_final.pth").is_file()
+
+
+def test_an_explicit_iteration_count_replaces_the_epoch_schedule(image_root):
+    configs = Path(__file__).resolve().parents[1] / "soco" / "configs"
+    published = str(configs / "SoCo_FPN_100ep.yaml")  # 100 epochs, 10 of warm-up
+    opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root), "SOLVER.IMS_PER_BATCH", "2"]  # 6 images: 3 per epoch
+    by_epochs = setup_pretrain_cfg(published, opts)
+    assert (by_epochs.SOLVER.MAX_ITER, by_epochs.SOLVER.WARMUP_ITERS) == (300, 30)
+    asked = setup_pretrain_cfg(published, opts + ["SOLVER.MAX_ITER", "7"])
+    assert (asked.SOLVER.MAX_ITER, asked.SOLVER.WARMUP_ITERS) == (7, 1)  # the warm-up keeps its 10 %
+    assert asked.SOLVER.ITERS_PER_EPOCH == 3
+    both = setup_pretrain_cfg(published, opts + ["SOLVER.MAX_ITER", "7", "SOLVER.WARMUP_ITERS", "3"])
+    assert (both.SOLVER.MAX_ITER, both.SOLVER.WARMUP_ITERS) == (7, 3)
+    # the other way round: epochs on the command line beat the iteration count of the config file
+    tiny = setup_pretrain_cfg(str(configs / "tiny" / "SoCo_FPN.yaml"), opts + ["SOLVER.EPOCHS", "5"])
+    assert (tiny.SOLVER.MAX_ITER, tiny.SOLVER.WARMUP_ITERS) == (15, 2)
+
+
+def test_a_run_with_an_explicit_iteration_count_runs_it_and_says_so(toy_config, image_root, tmp_path):
+    out = tmp_path / "asked"
+    opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root), "OUTPUT_DIR", str(out), "MODEL.DEVICE", "cpu"]
+    opts += ["SOLVER.EPOCHS", "50", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1"]
+    trainer = pretrain_main(pretrain_args(toy_config, opts))
+    assert trainer.iter == 3
+    with open(out / "metrics.json") as f:
+        assert [json.loads(line)["iteration"] for line in f] == [0, 1, 2]
+    assert "SOLVER.MAX_ITER=3 replaces SOLVER.EPOCHS=50 (50 iterations)" in (out / "log.txt").read_text()

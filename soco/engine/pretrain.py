@@ -13,7 +13,7 @@ from detectron2.utils.logger import setup_logger
 from soco.config import add_soco_config
 from soco.data.build import count_images
 
-from .schedule import describe_schedule, explicit_keys, resolve_schedule
+from .schedule import describe_schedule, key_sources, resolve_schedule
 from .trainer import PretrainTrainer
 
 
@@ -29,27 +29,27 @@ def load_pretrain_cfg(config_file: str, opts: list[str]) -> CfgNode:
     return cfg
 
 
-def _resolve(cfg: CfgNode, explicit: set[str]) -> CfgNode:
+def _resolve(cfg: CfgNode, sources: dict[str, int]) -> CfgNode:
     # The corpus is only counted when the schedule is given in epochs (a full ImageNet walk takes a while).
-    cfg = resolve_schedule(cfg, count_images(cfg) if cfg.SOLVER.EPOCHS > 0 else None, explicit)
+    cfg = resolve_schedule(cfg, count_images(cfg) if cfg.SOLVER.EPOCHS > 0 else None, sources)
     cfg.freeze()
     return cfg
 
 
 def setup_pretrain_cfg(config_file: str, opts: list[str]) -> CfgNode:
     """Load a pretraining config, apply overrides, resolve its schedule (epochs, lr scaling), freeze it."""
-    return _resolve(load_pretrain_cfg(config_file, opts), explicit_keys(config_file, opts))
+    return _resolve(load_pretrain_cfg(config_file, opts), key_sources(config_file, opts))
 
 
 def run_pretraining(args: argparse.Namespace) -> PretrainTrainer:
     """Pretrain in this process (one of ``launch``'s workers); returns the finished trainer."""
     requested = load_pretrain_cfg(args.config_file, args.opts)
-    explicit = explicit_keys(args.config_file, args.opts)
-    cfg = _resolve(requested, explicit)
+    sources = key_sources(args.config_file, args.opts)
+    cfg = _resolve(requested, sources)
     default_setup(cfg, args)
     # default_setup only configures the "detectron2" and "fvcore" loggers; soco's own go to the same log.txt.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="soco")
-    logging.getLogger("soco").info(describe_schedule(requested, cfg, explicit))
+    logging.getLogger("soco").info(describe_schedule(requested, cfg, sources))
     trainer = PretrainTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()

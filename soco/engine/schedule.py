@@ -2,39 +2,56 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
+from collections.abc import Mapping
 
 from detectron2.config import CfgNode
 
-#: Schedule keys whose explicit setting (in the config files or on the command line) wins over epochs.
-ITERATION_KEYS = ("SOLVER.MAX_ITER", "SOLVER.WARMUP_ITERS")
+from soco.config import leaf_keys
+
+#: Where a key's value comes from, in increasing precedence (see :func:`key_sources`).
+DEFAULT, CONFIG_FILE, COMMAND_LINE = 0, 1, 2
 
 
-def _leaf_keys(tree: dict, prefix: str = "") -> Iterator[str]:
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from _leaf_keys(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}"
-
-
-def explicit_keys(config_file: str, opts: list[str]) -> set[str]:
-    """Full keys (``SOLVER.MAX_ITER``...) set by ``config_file``, its ``_BASE_`` chain, or ``opts``."""
+def key_sources(config_file: str, opts: list[str]) -> dict[str, int]:
+    """``{full key: CONFIG_FILE or COMMAND_LINE}`` for every key set by ``config_file`` (and its ``_BASE_``
+    chain) or by the command-line ``opts``; keys absent from the result keep their default.
+    """
     loaded = CfgNode.load_yaml_with_base(config_file, allow_unsafe=True)
-    return set(_leaf_keys(loaded)) | {str(key) for key in opts[0::2]}
+    sources = dict.fromkeys(leaf_keys(loaded), CONFIG_FILE)
+    sources.update(dict.fromkeys((str(key) for key in opts[0::2]), COMMAND_LINE))
+    return sources
 
 
-def resolve_schedule(cfg: CfgNode, num_images: int | None, explicit: Collection[str] = ()) -> CfgNode:
+def _iterations_win(sources: Mapping[str, int], iterations_key: str, epochs_key: str) -> bool:
+    level = sources.get(iterations_key, DEFAULT)
+    return level > DEFAULT and level >= sources.get(epochs_key, DEFAULT)
+
+
+def iteration_counts_kept(sources: Mapping[str, int]) -> tuple[bool, bool]:
+    """Whether ``SOLVER.MAX_ITER`` and ``SOLVER.WARMUP_ITERS`` win over their epoch counts: each does when
+    it was set at the level its epoch count was set at, or at a higher one (command line over config file).
+    """
+    return (
+        _iterations_win(sources, "SOLVER.MAX_ITER", "SOLVER.EPOCHS"),
+        _iterations_win(sources, "SOLVER.WARMUP_ITERS", "SOLVER.WARMUP_EPOCHS"),
+    )
+
+
+def resolve_schedule(
+    cfg: CfgNode, num_images: int | None, sources: Mapping[str, int] | None = None
+) -> CfgNode:
     """A copy of ``cfg`` with the schedule made explicit for a corpus of ``num_images`` images.
 
-    ``num_images`` may be None when the config does not use epochs. ``explicit`` holds the keys the user set
-    (see :func:`explicit_keys`); an explicit ``SOLVER.MAX_ITER`` or ``SOLVER.WARMUP_ITERS`` is kept.
+    ``num_images`` may be None when the config does not use epochs. ``sources`` says where keys were set
+    (:func:`key_sources`; None: nowhere, all defaults): an iteration count (``SOLVER.MAX_ITER``,
+    ``SOLVER.WARMUP_ITERS``) set at the same level as its epoch count (``SOLVER.EPOCHS``,
+    ``SOLVER.WARMUP_EPOCHS``) or at a higher one (the command line over the config file) is kept.
 
     * ``SOLVER.EPOCHS > 0``: ``MAX_ITER`` becomes epochs x (num_images // IMS_PER_BATCH) (the last
       incomplete batch of each epoch is dropped, as in the original) and ``WARMUP_ITERS`` becomes
       WARMUP_EPOCHS x the same, then ``EPOCHS`` and ``WARMUP_EPOCHS`` are set to 0. When ``MAX_ITER`` is
-      explicit, the epoch count gives way: the run has ``MAX_ITER`` iterations and, unless ``WARMUP_ITERS``
-      is explicit too, the warm-up keeps its share of the schedule (WARMUP_EPOCHS / EPOCHS of it).
+      kept, the epoch count gives way: the run has ``MAX_ITER`` iterations and, unless ``WARMUP_ITERS`` is
+      kept too, the warm-up keeps its share of the schedule (WARMUP_EPOCHS / EPOCHS of it).
     * ``SOLVER.LR_REFERENCE_BATCH > 0``: ``BASE_LR`` becomes BASE_LR x IMS_PER_BATCH / LR_REFERENCE_BATCH,
       then ``LR_REFERENCE_BATCH`` is set to 0.
 
@@ -57,12 +74,13 @@ def resolve_schedule(cfg: CfgNode, num_images: int | None, explicit: Collection[
                 "not even one iteration per epoch"
             )
         solver.ITERS_PER_EPOCH = iters_per_epoch
-        if "SOLVER.WARMUP_ITERS" not in explicit:
-            if "SOLVER.MAX_ITER" in explicit:
+        keep_max_iter, keep_warmup = iteration_counts_kept(sources or {})
+        if not keep_warmup:
+            if keep_max_iter:
                 solver.WARMUP_ITERS = round(solver.MAX_ITER * solver.WARMUP_EPOCHS / solver.EPOCHS)
             else:
                 solver.WARMUP_ITERS = solver.WARMUP_EPOCHS * iters_per_epoch
-        if "SOLVER.MAX_ITER" not in explicit:
+        if not keep_max_iter:
             solver.MAX_ITER = solver.EPOCHS * iters_per_epoch
         solver.EPOCHS = 0
         solver.WARMUP_EPOCHS = 0
@@ -80,19 +98,22 @@ def resolve_schedule(cfg: CfgNode, num_images: int | None, explicit: Collection[
     return cfg
 
 
-def describe_schedule(requested: CfgNode, resolved: CfgNode, explicit: Collection[str] = ()) -> str:
-    """One log line: the resolved schedule and, where an explicit iteration count replaced epochs, why."""
+def describe_schedule(requested: CfgNode, resolved: CfgNode, sources: Mapping[str, int] | None = None) -> str:
+    """One log line: the resolved schedule and, where an iteration count replaced epochs, that it did."""
     solver = resolved.SOLVER
     line = (
         f"resolved schedule: MAX_ITER {solver.MAX_ITER}, WARMUP_ITERS {solver.WARMUP_ITERS}, "
         f"BASE_LR {solver.BASE_LR:g}, {solver.ITERS_PER_EPOCH} iterations per epoch"
     )
-    epochs = requested.SOLVER.EPOCHS
-    if epochs > 0 and "SOLVER.MAX_ITER" in explicit:
+    epochs, warmup_epochs = requested.SOLVER.EPOCHS, requested.SOLVER.WARMUP_EPOCHS
+    keep_max_iter, keep_warmup = iteration_counts_kept(sources or {})
+    if epochs > 0 and keep_max_iter:
         line += (
-            f"; SOLVER.MAX_ITER={solver.MAX_ITER} was set explicitly and replaces SOLVER.EPOCHS={epochs} "
+            f"; SOLVER.MAX_ITER={solver.MAX_ITER} replaces SOLVER.EPOCHS={epochs} "
             f"({epochs * solver.ITERS_PER_EPOCH} iterations)"
         )
-        if "SOLVER.WARMUP_ITERS" not in explicit:
-            line += f"; the warm-up keeps its share: {requested.SOLVER.WARMUP_EPOCHS} of {epochs} epochs"
+        if not keep_warmup:
+            line += f", the warm-up keeps its share ({warmup_epochs} of {epochs} epochs)"
+    if epochs > 0 and keep_warmup and warmup_epochs > 0:
+        line += f"; SOLVER.WARMUP_ITERS={solver.WARMUP_ITERS} replaces SOLVER.WARMUP_EPOCHS={warmup_epochs}"
     return line
