@@ -12,7 +12,7 @@ import argparse
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -199,8 +199,11 @@ def soco_fpn_checkpoint(seed: int = 100, randomize: bool = True) -> dict:
     return _soco_checkpoint(online, ("backbone.", "roi_heads.", "projector."), seed, randomize)
 
 
-def soco_c4_checkpoint(seed: int = 200) -> dict:
-    """Our SoCo C4 pretraining checkpoint: backbone to res4, ``roi_heads.res5``, MLPs, target."""
+def soco_c4_checkpoint(seed: int = 200, randomize: bool = True) -> dict:
+    """Our SoCo C4 pretraining checkpoint: backbone to res4, ``roi_heads.res5``, MLPs, target.
+
+    ``randomize=False`` keeps Detectron2's initialisation, a sane starting point for fine-tuning.
+    """
     cfg = tiny_cfg(["MODEL.RESNETS.OUT_FEATURES", "['res4']"])
     online = {
         **_prefixed("backbone.", build_resnet_backbone(cfg, ShapeSpec(channels=3)).state_dict()),
@@ -208,7 +211,7 @@ def soco_c4_checkpoint(seed: int = 200) -> dict:
         **_mlp("projector.", (256, 128, 32), seed=seed),
         **_mlp("predictor.", (32, 128, 32), seed=seed),
     }
-    return _soco_checkpoint(online, ("backbone.", "roi_heads.", "projector."), seed)
+    return _soco_checkpoint(online, ("backbone.", "roi_heads.", "projector."), seed, randomize)
 
 
 def image_level_checkpoint(seed: int = 300) -> dict:
@@ -240,6 +243,51 @@ def poison_(model: nn.Module) -> None:
             value.fill_(math.nan if value.is_floating_point() else -1)
 
 
+def _draw_tiny_image(
+    rng: np.random.Generator, next_category: Callable[[], int]
+) -> tuple[Image.Image, list[tuple[int, list[int], list[float]]]]:
+    """A 96-128 px image of 1-3 coloured shapes on a noisy background, and its objects.
+
+    ``next_category()`` gives each shape's category id: odd ids are drawn as rectangles, even ids as
+    ellipses. Objects are ``(category, [x, y, w, h], polygon [x0, y0, x1, y1, ...])``.
+    """
+    width, height = int(rng.integers(96, 129)), int(rng.integers(96, 129))
+    canvas = Image.fromarray(rng.integers(0, 60, (height, width, 3), dtype=np.uint8))
+    draw = ImageDraw.Draw(canvas)
+    objects = []
+    for _ in range(int(rng.integers(1, 4))):
+        w, h = int(rng.integers(24, 48)), int(rng.integers(24, 48))
+        x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        category = next_category()
+        color = tuple(int(c) for c in rng.integers(120, 256, 3))
+        if category % 2 == 1:
+            draw.rectangle([x, y, x + w - 1, y + h - 1], fill=color)
+            polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
+        else:
+            draw.ellipse([x, y, x + w - 1, y + h - 1], fill=color)
+            angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
+            polygon = np.stack([x + w / 2 * (1 + np.cos(angles)), y + h / 2 * (1 + np.sin(angles))], 1)
+            polygon = [round(float(v), 1) for v in polygon.reshape(-1)]
+        objects.append((category, [x, y, w, h], polygon))
+    return canvas, objects
+
+
+def _instance_annotations(image_id: int, objects, first_id: int, category_of=lambda c: c) -> list[dict]:
+    """COCO / LVIS annotation dicts of ``_draw_tiny_image`` objects, ids counted from ``first_id``."""
+    return [
+        {
+            "id": first_id + i,
+            "image_id": image_id,
+            "category_id": category_of(category),
+            "bbox": bbox,
+            "area": float(bbox[2] * bbox[3]),
+            "segmentation": [polygon],
+            "iscrowd": 0,
+        }
+        for i, (category, bbox, polygon) in enumerate(objects)
+    ]
+
+
 def write_tiny_coco_dataset(folder: Path, num_images: int = 6, seed: int = 0) -> tuple[Path, Path]:
     """A COCO-format instance dataset of coloured rectangles (category 1) and ellipses (category 2).
 
@@ -251,40 +299,115 @@ def write_tiny_coco_dataset(folder: Path, num_images: int = 6, seed: int = 0) ->
     image_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for image_id in range(1, num_images + 1):
-        width, height = int(rng.integers(96, 129)), int(rng.integers(96, 129))
-        canvas = Image.fromarray(rng.integers(0, 60, (height, width, 3), dtype=np.uint8))
-        draw = ImageDraw.Draw(canvas)
-        for _ in range(int(rng.integers(1, 4))):
-            w, h = int(rng.integers(24, 48)), int(rng.integers(24, 48))
-            x, y = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
-            category = int(rng.integers(1, 3))
-            color = tuple(int(c) for c in rng.integers(120, 256, 3))
-            if category == 1:
-                draw.rectangle([x, y, x + w - 1, y + h - 1], fill=color)
-                polygon = [x, y, x + w, y, x + w, y + h, x, y + h]
-            else:
-                draw.ellipse([x, y, x + w - 1, y + h - 1], fill=color)
-                angles = np.linspace(0, 2 * np.pi, 16, endpoint=False)
-                polygon = np.stack([x + w / 2 * (1 + np.cos(angles)), y + h / 2 * (1 + np.sin(angles))], 1)
-                polygon = [round(float(v), 1) for v in polygon.reshape(-1)]
-            annotations.append(
-                {
-                    "id": len(annotations) + 1,
-                    "image_id": image_id,
-                    "category_id": category,
-                    "bbox": [x, y, w, h],
-                    "area": float(w * h),
-                    "segmentation": [polygon],
-                    "iscrowd": 0,
-                }
-            )
+        canvas, objects = _draw_tiny_image(rng, lambda: int(rng.integers(1, 3)))
+        annotations += _instance_annotations(image_id, objects, first_id=len(annotations) + 1)
         name = f"shapes_{image_id:03d}.png"
         canvas.save(image_dir / name)
-        images.append({"id": image_id, "file_name": name, "width": width, "height": height})
+        images.append({"id": image_id, "file_name": name, "width": canvas.width, "height": canvas.height})
     categories = [{"id": 1, "name": "rectangle"}, {"id": 2, "name": "ellipse"}]
     json_file = folder / "annotations.json"
     json_file.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
     return json_file, image_dir
+
+
+# The tiny shapes under LVIS v1 category ids: rectangles are "box" (143), ellipses "ball" (41); images
+# also list "frisbee" (474) as verified absent, so frisbee detections count as false positives.
+LVIS_SHAPE_CATEGORIES = {1: 143, 2: 41}
+LVIS_ABSENT_CATEGORY = 474
+
+
+def write_tiny_lvis_dataset(root: Path, num_images: int = 6, seed: int = 0) -> Path:
+    """The tiny shapes as LVIS v1 in Detectron2's builtin layout under ``root`` ($DETECTRON2_DATASETS).
+
+    Writes ``lvis/lvis_v1_{train,val}.json`` (both over the same images, with all 1203 LVIS v1
+    categories, as Detectron2's ``lvis_v1_*`` metadata requires) and the JPEGs their ``coco_url``
+    points to, ``coco/train2017/*.jpg``. Returns ``root``.
+    """
+    from detectron2.data.datasets.lvis_v1_categories import LVIS_CATEGORIES
+
+    rng = np.random.default_rng(seed)
+    image_dir = root / "coco" / "train2017"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    for image_id in range(1, num_images + 1):
+        canvas, objects = _draw_tiny_image(rng, lambda: int(rng.integers(1, 3)))
+        annotations += _instance_annotations(
+            image_id, objects, len(annotations) + 1, category_of=LVIS_SHAPE_CATEGORIES.get
+        )
+        name = f"{image_id:012d}.jpg"
+        canvas.save(image_dir / name, quality=95)
+        images.append(
+            {
+                "id": image_id,
+                "width": canvas.width,
+                "height": canvas.height,
+                "coco_url": f"http://images.cocodataset.org/train2017/{name}",
+                "neg_category_ids": [LVIS_ABSENT_CATEGORY],
+                "not_exhaustive_category_ids": [],
+            }
+        )
+    counts = {c: sum(a["category_id"] == c for a in annotations) for c in LVIS_SHAPE_CATEGORIES.values()}
+    categories = [
+        {**c, "image_count": int(counts.get(c["id"], 0) > 0), "instance_count": counts.get(c["id"], 0)}
+        for c in LVIS_CATEGORIES
+    ]
+    (root / "lvis").mkdir(parents=True, exist_ok=True)
+    content = json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    for split in ("train", "val"):
+        (root / "lvis" / f"lvis_v1_{split}.json").write_text(content)
+    return root
+
+
+def _voc_annotation_xml(fileid: str, width: int, height: int, objects: list[tuple[str, list[int]]]) -> str:
+    """Pascal VOC ``Annotations/<fileid>.xml`` with 1-based inclusive pixel boxes."""
+    boxes = "".join(
+        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated>"
+        f"<difficult>0</difficult><bndbox><xmin>{x + 1}</xmin><ymin>{y + 1}</ymin>"
+        f"<xmax>{x + w}</xmax><ymax>{y + h}</ymax></bndbox></object>"
+        for name, (x, y, w, h) in objects
+    )
+    return (
+        f"<annotation><folder>VOC</folder><filename>{fileid}.jpg</filename><size><width>{width}</width>"
+        f"<height>{height}</height><depth>3</depth></size><segmented>0</segmented>{boxes}</annotation>"
+    )
+
+
+def _write_voc_year(folder: Path, num_images: int, rng: np.random.Generator) -> None:
+    """One ``VOC<year>`` folder; the 20 classes go to the shapes in turn, and images are added past
+    ``num_images`` until every class has an object."""
+    from detectron2.data.datasets.pascal_voc import CLASS_NAMES
+
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    drawn: list[int] = []
+
+    def next_category() -> int:
+        drawn.append(len(drawn) % len(CLASS_NAMES) + 1)
+        return drawn[-1]
+
+    fileids: list[str] = []
+    while len(fileids) < num_images or len(drawn) < len(CLASS_NAMES):
+        canvas, objects = _draw_tiny_image(rng, next_category)
+        fileid = f"{folder.name}_{len(fileids):06d}"
+        canvas.save(folder / "JPEGImages" / f"{fileid}.jpg", quality=95)
+        named = [(CLASS_NAMES[category - 1], bbox) for category, bbox, _ in objects]
+        xml = _voc_annotation_xml(fileid, canvas.width, canvas.height, named)
+        (folder / "Annotations" / f"{fileid}.xml").write_text(xml)
+        fileids.append(fileid)
+    for split in ("trainval", "test"):
+        (folder / "ImageSets" / "Main" / f"{split}.txt").write_text("\n".join(fileids) + "\n")
+
+
+def write_tiny_voc_dataset(root: Path, num_images: int = 6, seed: int = 0) -> Path:
+    """The tiny shapes as Pascal VOC 2007 and 2012 in Detectron2's builtin layout under ``root``.
+
+    ``VOC{2007,2012}/{Annotations/*.xml, JPEGImages/*.jpg, ImageSets/Main/{trainval,test}.txt}``, at
+    least ``num_images`` each and enough for every one of the 20 classes to have an object; trainval
+    and test list the same images. Returns ``root``.
+    """
+    for offset, year in enumerate(("2007", "2012")):
+        _write_voc_year(root / f"VOC{year}", num_images, np.random.default_rng(seed + offset))
+    return root
 
 
 # Overrides that make a bundled fine-tuning config train and test in seconds on the tiny dataset.

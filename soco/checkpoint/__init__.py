@@ -17,7 +17,7 @@ from .convert import (
     torchvision_payload,
 )
 from .formats import SOURCE_FORMATS, SourceFormat, detect_format, get_format, register_format
-from .io import load_checkpoint, save_pickle, save_torch
+from .io import CheckpointReadError, load_checkpoint, save_pickle, save_torch
 from .publish import publish_checkpoint
 from .validate import CheckpointLayoutError, TransferArchitecture, validate_transfer_weights
 from .verify import TransferCheck, check_transfer, check_transfer_with_config
@@ -26,6 +26,7 @@ __all__ = [
     "KEEP_CHOICES",
     "SOURCE_FORMATS",
     "CheckpointLayoutError",
+    "CheckpointReadError",
     "ConversionReport",
     "SourceFormat",
     "TransferArchitecture",

@@ -14,10 +14,19 @@ from detectron2.evaluation import (
     PascalVOCDetectionEvaluator,
 )
 
+from .lvis_compat import patch_lvis_numpy_aliases
+
+
+def _lvis_evaluator(dataset_name: str, output_folder: str) -> LVISEvaluator:
+    """Detectron2's ``LVISEvaluator``, after fixing the ``lvis`` package for numpy >= 1.24."""
+    patch_lvis_numpy_aliases()
+    return LVISEvaluator(dataset_name, output_dir=output_folder)
+
+
 # evaluator_type (set by each dataset's registration) -> builder(dataset_name, output_folder).
 EVALUATOR_BUILDERS: dict[str, Callable[[str, str], DatasetEvaluator]] = {
     "coco": lambda name, folder: COCOEvaluator(name, output_dir=folder),
-    "lvis": lambda name, folder: LVISEvaluator(name, output_dir=folder),
+    "lvis": _lvis_evaluator,
     "pascal_voc": lambda name, folder: PascalVOCDetectionEvaluator(name),
 }
 
