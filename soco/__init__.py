@@ -13,6 +13,12 @@ package's ``__init__`` for every import of one of its submodules, so a proposal 
 under ``soco`` would load torch and Detectron2.
 """
 
-from . import data, detection, modeling, solver  # noqa: F401  (registration)
+import warnings
+
+with warnings.catch_warnings():
+    # fvcore (imported by Detectron2's engine) compiles its focal loss with torch.jit.script at import time,
+    # which torch >= 2.10 deprecates with a FutureWarning on every start; nothing a user can act on.
+    warnings.filterwarnings("ignore", message="`torch.jit.script` is deprecated", category=FutureWarning)
+    from . import data, detection, modeling, solver  # noqa: F401  (registration)
 
 __version__ = "0.1.0"
