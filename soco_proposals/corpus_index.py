@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .fileio import atomic_write_text
+from .fileio import atomic_write
 from .image_list import ImageList, SourceStamp, is_zip_root, list_corpus
 from .packed_strings import PackedStrings
 
@@ -61,20 +61,21 @@ def layout_of(root: str | os.PathLike) -> str:
     return "zip" if is_zip_root(root) else "map"
 
 
-def _index_lines(root: str, images: ImageList, stamps: list[SourceStamp]) -> Iterator[str]:
-    yield f"# {INDEX_FORMAT} {INDEX_VERSION}\n"
-    yield f"# root\t{os.path.abspath(root)}\n"
-    yield f"# layout\t{layout_of(root)}\n"
-    yield f"# count\t{len(images)}\n"
-    for stamp in stamps:
-        yield f"# stamp\t{stamp.size}\t{stamp.mtime_ns}\t{stamp.path}\n"
-    for index, name in enumerate(images.names):
-        if images.members is None:
-            yield f"{name}\n"
-        else:
-            offset, size, method = images.members[index]
-            location = f"{offset:0{_OFFSET_DIGITS}d}\t{size:0{_SIZE_DIGITS}d}\t{method:0{_METHOD_DIGITS}d}"
-            yield f"{name}\t{location}\n"
+def _index_blocks(root: str, images: ImageList, stamps: list[SourceStamp]) -> Iterator[bytes]:
+    header = [
+        f"# {INDEX_FORMAT} {INDEX_VERSION}\n",
+        f"# root\t{os.path.abspath(root)}\n",
+        f"# layout\t{layout_of(root)}\n",
+        f"# count\t{len(images)}\n",
+        *(f"# stamp\t{stamp.size}\t{stamp.mtime_ns}\t{stamp.path}\n" for stamp in stamps),
+    ]
+    yield "".join(header).encode("utf-8")
+    if images.members is None:
+        yield from images.names.as_lines()
+        return
+    line = f"{{}}\t{{:0{_OFFSET_DIGITS}d}}\t{{:0{_SIZE_DIGITS}d}}\t{{:0{_METHOD_DIGITS}d}}\n"
+    for name, (offset, size, method) in zip(images.names, images.members.tolist(), strict=True):
+        yield line.format(name, offset, size, method).encode("utf-8")
 
 
 def write_corpus_index(
@@ -87,7 +88,7 @@ def write_corpus_index(
     if path.exists() and not overwrite:
         raise FileExistsError(f"corpus index {path} already exists (overwrite it to rebuild it)")
     images, stamps = list_corpus(root)
-    atomic_write_text(path, _index_lines(str(root), images, stamps))
+    atomic_write(path, lambda f: f.writelines(_index_blocks(str(root), images, stamps)))
     return images
 
 

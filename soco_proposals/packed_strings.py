@@ -70,6 +70,19 @@ class PackedStrings(Sequence[str]):
         """The items at ``indices`` (sharing this buffer)."""
         return PackedStrings(self.buffer, self.starts[indices], self.ends[indices])
 
+    def as_lines(self) -> Iterator[bytes]:
+        """The items as newline-terminated UTF-8 lines, in blocks: one slice of the buffer when the items
+        are its consecutive lines (a listing, an index just read), else one block per item.
+        """
+        consecutive = len(self) > 0 and bool(
+            (self.starts[1:] == self.ends[:-1] + 1).all() and (self.buffer[self.ends[:-1]] == _NEWLINE).all()
+        )
+        if consecutive:
+            yield self.buffer[self.starts[0] : self.ends[-1]].tobytes() + b"\n"
+            return
+        for start, end in zip(self.starts.tolist(), self.ends.tolist(), strict=True):
+            yield self.buffer[start:end].tobytes() + b"\n"
+
     def lengths(self) -> np.ndarray:
         """(n,) int64 byte length of every item."""
         return self.ends - self.starts

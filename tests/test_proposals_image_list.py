@@ -50,6 +50,8 @@ def test_packed_strings_round_trip_and_keys():
     assert list(PackedStrings.from_lines(b"a\n\nb\n")) == ["a", "b"]
     assert list(PackedStrings.from_lines(b"a\n\nb", strip_empty=False)) == ["a", "", "b"]
     assert len(PackedStrings.from_strings([])) == 0 and list(PackedStrings.from_strings([""])) == [""]
+    assert b"".join(packed.as_lines()) == "".join(f"{item}\n" for item in items).encode()
+    assert list(packed.take(np.array([2, 0])).as_lines()) == [b"top.jpg\n", b"n01/n01_1.JPEG\n"]
 
 
 def test_folder_listing_matches_the_record_list_order(tree):

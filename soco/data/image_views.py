@@ -29,7 +29,7 @@ from detectron2.config import CfgNode
 from PIL import Image
 
 from .build import VIEW_GENERATOR_REGISTRY
-from .photometric import ColorRecipe, to_normalized_tensor
+from .photometric import ColorRecipe, Normalizer
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,10 @@ class _CropPipeline:
 
     def __init__(self, augment: T.Compose, mean: Sequence[float], std: Sequence[float]):
         self.augment = augment
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+        self.normalize = Normalizer(mean, std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return to_normalized_tensor(self.augment(image), self.mean, self.std)
+        return self.normalize(self.augment(image))
 
 
 @VIEW_GENERATOR_REGISTRY.register()

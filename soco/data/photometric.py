@@ -1,4 +1,11 @@
-"""Photometric pieces shared by every view generator: colour recipes, PIL blur, normalisation."""
+"""Photometric pieces shared by every view generator: colour recipes, PIL blur, normalisation.
+
+:class:`ColorPipeline` is BYOL's colour pipeline as torchvision composes it (``RandomApply([ColorJitter])``,
+``RandomGrayscale``, ``RandomApply([blur])``, ``RandomSolarize``) with the same random draws in the same
+order and the same output pixels (tests/test_photometric.py compares the two bit for bit), minus some
+Python and NumPy round trips: the hue shift is applied to the H band with a lookup table, grayscale is
+``convert("L").convert("RGB")`` instead of a NumPy stack, the solarize table is built once.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchvision.transforms as T
-from PIL import Image, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter
 
 
 class RandomPILGaussianBlur:
@@ -37,21 +44,79 @@ class ColorRecipe:
     solarize_prob: float
     solarize_threshold: int
 
-    def build(self) -> T.Compose:
+    def build(self) -> ColorPipeline:
         """ColorJitter (p) -> Grayscale (p) -> PIL Gaussian blur (p) -> Solarize (p)."""
-        return T.Compose(
-            [
-                T.RandomApply([T.ColorJitter(*self.jitter)], p=self.jitter_prob),
-                T.RandomGrayscale(p=self.grayscale_prob),
-                T.RandomApply([RandomPILGaussianBlur(self.blur_sigma)], p=self.blur_prob),
-                T.RandomSolarize(threshold=self.solarize_threshold, p=self.solarize_prob),
-            ]
+        return ColorPipeline(self)
+
+
+#: for each shift of the H band (0..255), its lookup table
+_HUE_SHIFTS = [[(value + shift) % 256 for value in range(256)] for shift in range(256)]
+
+
+def _as_float32(probability: float) -> float:
+    """A probability as torch compares it with a float32 ``torch.rand(1)`` tensor (rounded to float32)."""
+    return float(np.float32(probability))
+
+
+class ColorPipeline:
+    """One colour pipeline on PIL RGB views, equal to torchvision's composition (see the module docstring)."""
+
+    def __init__(self, recipe: ColorRecipe):
+        self.recipe = recipe
+        self.jitter = T.ColorJitter(*recipe.jitter)  # its parameter ranges and get_params: the same draws
+        self.blur = RandomPILGaussianBlur(recipe.blur_sigma)
+        # RandomApply and RandomGrayscale compare a float32 tensor, RandomSolarize a Python float
+        self.jitter_prob = _as_float32(recipe.jitter_prob)
+        self.grayscale_prob = _as_float32(recipe.grayscale_prob)
+        self.blur_prob = _as_float32(recipe.blur_prob)
+        threshold = recipe.solarize_threshold
+        self.solarize_table = [v if v < threshold else 255 - v for v in range(256)] * 3
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        if not self.jitter_prob < torch.rand(1).item():
+            image = self._color_jitter(image)
+        if torch.rand(1).item() < self.grayscale_prob:
+            image = image.convert("L").convert("RGB")
+        if not self.blur_prob < torch.rand(1).item():
+            image = self.blur(image)
+        if torch.rand(1).item() < self.recipe.solarize_prob:
+            image = image.point(self.solarize_table)
+        return image
+
+    def _color_jitter(self, image: Image.Image) -> Image.Image:
+        jitter = self.jitter
+        order, brightness, contrast, saturation, hue = jitter.get_params(
+            jitter.brightness, jitter.contrast, jitter.saturation, jitter.hue
         )
+        for step in order.tolist():
+            if step == 0 and brightness is not None:
+                image = ImageEnhance.Brightness(image).enhance(brightness)
+            elif step == 1 and contrast is not None:
+                image = ImageEnhance.Contrast(image).enhance(contrast)
+            elif step == 2 and saturation is not None:
+                image = ImageEnhance.Color(image).enhance(saturation)
+            elif step == 3 and hue is not None:
+                # torchvision adds np.int32(hue * 255) to the uint8 H band, wrapping around
+                h, s, v = image.convert("HSV").split()
+                image = Image.merge("HSV", (h.point(_HUE_SHIFTS[int(hue * 255) % 256]), s, v)).convert("RGB")
+        return image
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.recipe})"
 
 
-def to_normalized_tensor(image: Image.Image, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """PIL RGB -> (3, H, W) float32 tensor, scaled to [0, 1] then normalised by mean/std."""
-    pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)
-    mean_t = torch.tensor(mean, dtype=torch.float32)[:, None, None]
-    std_t = torch.tensor(std, dtype=torch.float32)[:, None, None]
-    return (pixels - mean_t) / std_t
+class Normalizer:
+    """PIL RGB view -> (3, H, W) float32 tensor: ``(pixel / 255 - mean) / std``, channel by channel.
+
+    The arithmetic (float32 division by 255, subtraction, division) is the one of ``ToTensor`` + ``Normalize``
+    done in place on one contiguous tensor.
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float]):
+        self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
+        self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1).contiguous()
+        return pixels.to(torch.float32).div_(255.0).sub_(self.mean).div_(self.std)
+
