@@ -59,3 +59,33 @@ def test_normalizer_equals_to_tensor_and_normalize():
         tensor = Normalizer(mean, std)(view)
         assert tensor.is_contiguous() and tensor.dtype == torch.float32
         torch.testing.assert_close(tensor, reference(view), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("recipe", [SOCO_V1, EVERYTHING])
+def test_the_fast_approximation_draws_the_same_and_stays_within_a_few_levels(recipe):
+    exact, fast = recipe.build(), recipe.build(fast=True)
+    differences = []
+    for seed, view in enumerate(photo_like_views() * 4):
+        torch.manual_seed(seed)
+        expected, expected_next = np.asarray(exact(view), dtype=np.int64), torch.rand(1)
+        torch.manual_seed(seed)
+        actual, actual_next = np.asarray(fast(view), dtype=np.int64), torch.rand(1)
+        assert torch.equal(actual_next, expected_next), "the approximation must draw the same parameters"
+        differences.append(np.abs(actual - expected))
+    differences = np.concatenate([d.ravel() for d in differences])
+    assert differences.mean() < 1.0 and np.percentile(differences, 99) <= 6, (
+        differences.mean(),
+        differences.max(),
+    )
+    assert differences.max() > 0, "the fast path is a different implementation"
+
+
+def test_the_fast_approximation_is_off_unless_asked():
+    from detectron2.config import get_cfg
+
+    from soco.config import add_soco_config
+
+    cfg = get_cfg()
+    add_soco_config(cfg)
+    assert cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC is False
+    assert SOCO_V1.build().fast is False

@@ -103,7 +103,7 @@ class MoCoV2Views:
         augment = T.Compose(
             [
                 T.RandomResizedCrop(size, scale=scale),
-                MOCO_V2_COLOR.build(),
+                MOCO_V2_COLOR.build(cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC),
                 T.RandomHorizontalFlip(),
             ]
         )
@@ -140,7 +140,7 @@ class MultiCropViews:
                 [
                     T.RandomResizedCrop(int(size), scale=scale),
                     T.RandomHorizontalFlip(),
-                    SWAV_COLOR.build(),
+                    SWAV_COLOR.build(cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC),
                 ]
             )
             pipeline = _CropPipeline(augment, cfg.PRETRAIN.DATA.PIXEL_MEAN, cfg.PRETRAIN.DATA.PIXEL_STD)

@@ -5,6 +5,12 @@
 order and the same output pixels (tests/test_photometric.py compares the two bit for bit), minus some
 Python and NumPy round trips: the hue shift is applied to the H band with a lookup table, grayscale is
 ``convert("L").convert("RGB")`` instead of a NumPy stack, the solarize table is built once.
+
+``fast=True`` (``PRETRAIN.DATA.FAST_PHOTOMETRIC``, off by default) is an approximation: the same random
+parameters, but the hue shift and the Gaussian blur, the two costliest steps, run in OpenCV (HSV on the same
+0..255 hue scale; a true Gaussian of the same sigma instead of PIL's three box blurs). Pixels then differ
+from PIL's by about 0.2 levels on average and a few levels at most (tests/test_photometric.py bounds it),
+for about a third less CPU per SoCo sample (docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -24,8 +30,10 @@ class RandomPILGaussianBlur:
     def __init__(self, sigma_range: Sequence[float]):
         self.sigma_min, self.sigma_max = float(sigma_range[0]), float(sigma_range[1])
 
-    def __call__(self, image: Image.Image) -> Image.Image:
+    def __call__(self, image: Image.Image, fast: bool = False) -> Image.Image:
         radius = torch.empty(1).uniform_(self.sigma_min, self.sigma_max).item()
+        if fast:
+            return _opencv_gaussian_blur(image, radius)
         return image.filter(ImageFilter.GaussianBlur(radius=radius))
 
     def __repr__(self) -> str:
@@ -44,9 +52,11 @@ class ColorRecipe:
     solarize_prob: float
     solarize_threshold: int
 
-    def build(self) -> ColorPipeline:
-        """ColorJitter (p) -> Grayscale (p) -> PIL Gaussian blur (p) -> Solarize (p)."""
-        return ColorPipeline(self)
+    def build(self, fast: bool = False) -> ColorPipeline:
+        """ColorJitter (p) -> Grayscale (p) -> PIL Gaussian blur (p) -> Solarize (p); ``fast``: OpenCV's hue
+        shift and blur (an approximation, see the module docstring).
+        """
+        return ColorPipeline(self, fast)
 
 
 #: for each shift of the H band (0..255), its lookup table
@@ -61,8 +71,9 @@ def _as_float32(probability: float) -> float:
 class ColorPipeline:
     """One colour pipeline on PIL RGB views, equal to torchvision's composition (see the module docstring)."""
 
-    def __init__(self, recipe: ColorRecipe):
+    def __init__(self, recipe: ColorRecipe, fast: bool = False):
         self.recipe = recipe
+        self.fast = fast
         self.jitter = T.ColorJitter(*recipe.jitter)  # its parameter ranges and get_params: the same draws
         self.blur = RandomPILGaussianBlur(recipe.blur_sigma)
         # RandomApply and RandomGrayscale compare a float32 tensor, RandomSolarize a Python float
@@ -78,7 +89,7 @@ class ColorPipeline:
         if torch.rand(1).item() < self.grayscale_prob:
             image = image.convert("L").convert("RGB")
         if not self.blur_prob < torch.rand(1).item():
-            image = self.blur(image)
+            image = self.blur(image, self.fast)
         if torch.rand(1).item() < self.recipe.solarize_prob:
             image = image.point(self.solarize_table)
         return image
@@ -97,12 +108,39 @@ class ColorPipeline:
                 image = ImageEnhance.Color(image).enhance(saturation)
             elif step == 3 and hue is not None:
                 # torchvision adds np.int32(hue * 255) to the uint8 H band, wrapping around
-                h, s, v = image.convert("HSV").split()
-                image = Image.merge("HSV", (h.point(_HUE_SHIFTS[int(hue * 255) % 256]), s, v)).convert("RGB")
+                shift = int(hue * 255) % 256
+                image = _opencv_hue_shift(image, shift) if self.fast else _pil_hue_shift(image, shift)
         return image
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.recipe})"
+        return f"{type(self).__name__}({self.recipe}, fast={self.fast})"
+
+
+def _pil_hue_shift(image: Image.Image, shift: int) -> Image.Image:
+    h, s, v = image.convert("HSV").split()
+    return Image.merge("HSV", (h.point(_HUE_SHIFTS[shift]), s, v)).convert("RGB")
+
+
+def _opencv():
+    import cv2  # only the fast path needs OpenCV (a requirement of the proposal backends anyway)
+
+    cv2.setNumThreads(1)  # one data worker, one core
+    return cv2
+
+
+def _opencv_hue_shift(image: Image.Image, shift: int) -> Image.Image:
+    """The hue shift with OpenCV's HSV conversion on a 0..255 hue circle (``*_FULL``), as PIL's."""
+    cv2 = _opencv()
+    hsv = cv2.cvtColor(np.asarray(image), cv2.COLOR_RGB2HSV_FULL)
+    hsv[..., 0] += np.uint8(shift)  # wraps around like PIL's uint8 band
+    return Image.fromarray(cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL))
+
+
+def _opencv_gaussian_blur(image: Image.Image, sigma: float) -> Image.Image:
+    """A Gaussian of standard deviation ``sigma`` (PIL's radius), edges replicated as PIL does."""
+    cv2 = _opencv()
+    blurred = cv2.GaussianBlur(np.asarray(image), (0, 0), sigma, borderType=cv2.BORDER_REPLICATE)
+    return Image.fromarray(blurred)
 
 
 class Normalizer:

@@ -7,7 +7,8 @@ JPEG decoding, on ImageNet-sized JPEGs (500 x 375 crops of real photos, 30 propo
 A sample is what a DataLoader worker does per item: decode the file, seed the sample's RNGs, run the config's
 view generator. The pipelines are timed in interleaved rounds in one process with one torch thread, and each
 reports its median over the rounds of CPU time (``time.process_time``), so load from other processes on a
-shared machine affects them alike. The row ``original SoCo FPN (re-creation)`` is
+shared machine affects them alike. The ``FAST_PHOTOMETRIC`` rows use the approximate OpenCV hue shift and
+blur (off by default, see soco/data/photometric.py). The row ``original SoCo FPN (re-creation)`` is
 ``tools/benchmarks/original_soco_views.py``: a re-creation of the original pipeline written from its
 description (not the original code), run on the same images in the same process.
 """
@@ -36,13 +37,18 @@ from soco.engine.pretrain import load_pretrain_cfg  # noqa: E402
 from soco_proposals.image_io import decode_rgb  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
+FAST = ["PRETRAIN.DATA.FAST_PHOTOMETRIC", "True"]
+#: row name -> (config, its overrides)
 CONFIGS = {
-    "SoCo FPN": "SoCo_FPN_100ep.yaml",
-    "SoCo FPN, no cutout": "SoCo_FPN_400ep.yaml",
-    "SoCo FPN*": "SoCo_FPN_Star_400ep.yaml",
-    "SoCo C4": "SoCo_C4_100ep.yaml",
-    "MoCo v2 / DenseCL": "MoCoV2_200ep.yaml",
-    "SwAV multi-crop": "SwAV_200ep.yaml",
+    "SoCo FPN": ("SoCo_FPN_100ep.yaml", []),
+    "SoCo FPN, no cutout": ("SoCo_FPN_400ep.yaml", []),
+    "SoCo FPN*": ("SoCo_FPN_Star_400ep.yaml", []),
+    "SoCo C4": ("SoCo_C4_100ep.yaml", []),
+    "MoCo v2 / DenseCL": ("MoCoV2_200ep.yaml", []),
+    "SwAV multi-crop": ("SwAV_200ep.yaml", []),
+    "SoCo FPN, FAST_PHOTOMETRIC (approximation)": ("SoCo_FPN_100ep.yaml", FAST),
+    "SoCo FPN*, FAST_PHOTOMETRIC (approximation)": ("SoCo_FPN_Star_400ep.yaml", FAST),
+    "SoCo C4, FAST_PHOTOMETRIC (approximation)": ("SoCo_C4_100ep.yaml", FAST),
 }
 ORIGINAL = "original SoCo FPN (re-creation)"
 
@@ -68,8 +74,8 @@ def sample_functions(
         return decode_rgb(corpus[i % len(corpus)][0])
 
     functions: dict[str, Callable[[int], object]] = {"JPEG decode": decode}
-    for name, config in CONFIGS.items():
-        cfg = load_pretrain_cfg(str(REPO / "soco" / "configs" / config), opts)
+    for name, (config, overrides) in CONFIGS.items():
+        cfg = load_pretrain_cfg(str(REPO / "soco" / "configs" / config), overrides + opts)
         generator = VIEW_GENERATOR_REGISTRY.get(cfg.PRETRAIN.DATA.VIEW_GENERATOR)(cfg)
 
         def sample(i: int, generator=generator):
@@ -126,7 +132,7 @@ def main() -> None:
     print("| views | config | ms / sample | decode share | vs original FPN |")
     print("|---|---|---|---|---|")
     for name, value in ms.items():
-        config = CONFIGS.get(name, "tools/benchmarks/original_soco_views.py")
+        config = CONFIGS[name][0] if name in CONFIGS else "tools/benchmarks/original_soco_views.py"
         print(f"| {name} | {config} | {value:.2f} | {decode_ms / value:.0%} | {value / ms[ORIGINAL]:.2f} |")
 
 

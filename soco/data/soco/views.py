@@ -86,7 +86,8 @@ class SoCoViews:
         self.cutout_enabled, self.cutout_prob = cutout.ENABLED, cutout.PROB
         self.cutout_area = tuple(cutout.AREA)
         self.normalize = Normalizer(cfg.PRETRAIN.DATA.PIXEL_MEAN, cfg.PRETRAIN.DATA.PIXEL_STD)
-        self.color = [self._color_recipe(views, 0).build(), self._color_recipe(views, 1).build()]
+        fast = cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC
+        self.color = [self._color_recipe(views, 0).build(fast), self._color_recipe(views, 1).build(fast)]
 
     @staticmethod
     def _color_recipe(views: CfgNode, which: int) -> ColorRecipe:
