@@ -3,7 +3,8 @@
 Step 2 (:func:`filter_proposals`) keeps the raw boxes that pass a strategy (``ratio3size0308``) and
 writes the SoCo JSON ``{key: [[x, y, w, h], ...]}`` plus ``<output stem>no_props_images.txt``, the images
 left without a box, as the original does. Images whose generation failed are not in the JSON; they are
-listed in ``<output stem>failed_images.txt``.
+listed in ``<output stem>failed_images.txt`` (and ``failed_images.txt`` in the store), which training
+reads to leave them out (``PRETRAIN.DATA.EXCLUDE_FAILED``).
 
 Step 3 (:func:`post_fix_proposals`) gives each image of that list the ratio-only boxes, else the
 w, h >= 32 boxes (the original ``filter_ss_proposals_json_post_no_prop.py``).

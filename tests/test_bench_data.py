@@ -50,3 +50,13 @@ def test_bench_views_reports_every_generator_and_the_original(tmp_path):
         and names[-1] == "original SoCo FPN (re-creation)"
     )
     assert rows[-1].endswith("| 1.00 |") and "JPEG decode" in done.stdout
+
+
+def test_make_bench_keeps_the_sections_recorded_by_hand(tmp_path):
+    sys.path.insert(0, str(REPO / "tools" / "benchmarks"))
+    from run_all import KEEP_MARKER, kept_sections
+
+    page = tmp_path / "BENCHMARKS.md"
+    page.write_text(f"# Benchmarks\n\n## Generated\n\nnumbers\n\n## Before / after\n\n{KEEP_MARKER}\n| a |\n")
+    assert kept_sections(page) == [f"## Before / after\n\n{KEEP_MARKER}\n| a |"]
+    assert kept_sections(tmp_path / "missing.md") == []
