@@ -120,26 +120,35 @@ def _read_header(data: bytes, path: Path) -> tuple[dict[str, str], list[SourceSt
 
 
 def _parse_digits(buffer: np.ndarray, starts: np.ndarray, digits: int) -> np.ndarray:
-    """(n,) int64 of the fixed-width decimal fields ``buffer[starts[i] : starts[i] + digits]``."""
-    values = buffer[starts[:, None] + np.arange(digits)].astype(np.int64) - ord("0")
-    if values.size and (values.min() < 0 or values.max() > 9):
+    """(n,) int64 of the fixed-width decimal fields ``buffer[starts[i] : starts[i] + digits]``, one digit
+    position at a time, in place (no (n, digits) temporary).
+    """
+    values = np.zeros(len(starts), dtype=np.int64)
+    not_digit = np.zeros(len(starts), dtype=bool)
+    position = starts.copy()
+    for _ in range(digits):
+        digit = buffer[position]
+        not_digit |= (digit - np.uint8(ord("0"))) > 9  # uint8 arithmetic: below '0' wraps above 9
+        values *= 10
+        values += digit
+        values -= ord("0")
+        position += 1
+    if not_digit.any():
         raise ValueError("a numeric field of the corpus index holds a non-digit")
-    return values @ (10 ** np.arange(digits - 1, -1, -1, dtype=np.int64))
+    return values
 
 
 def _zip_members(names: PackedStrings) -> tuple[PackedStrings, np.ndarray]:
     """Split zip lines into the member names and their (offset, size, method) table."""
     if len(names) and names.lengths().min() <= _ZIP_SUFFIX:
         raise ValueError("a zip line of the corpus index is too short")
-    suffix = names.ends - _ZIP_SUFFIX
-    tabs = names.buffer[
-        suffix[:, None] + np.array([0, 1 + _OFFSET_DIGITS, 2 + _OFFSET_DIGITS + _SIZE_DIGITS])
-    ]
-    if len(names) and not (tabs == ord("\t")).all():
+    suffix = names.ends - _ZIP_SUFFIX  # "\t<offset>\t<size>\t<method>" starts here
+    tabs = (0, 1 + _OFFSET_DIGITS, 2 + _OFFSET_DIGITS + _SIZE_DIGITS)
+    if len(names) and not all((names.buffer[suffix + tab] == ord("\t")).all() for tab in tabs):
         raise ValueError("a zip line of the corpus index is not '<member>\\t<offset>\\t<size>\\t<method>'")
-    offset = _parse_digits(names.buffer, suffix + 1, _OFFSET_DIGITS)
-    size = _parse_digits(names.buffer, suffix + 2 + _OFFSET_DIGITS, _SIZE_DIGITS)
-    method = _parse_digits(names.buffer, suffix + 3 + _OFFSET_DIGITS + _SIZE_DIGITS, _METHOD_DIGITS)
+    offset = _parse_digits(names.buffer, suffix + tabs[0] + 1, _OFFSET_DIGITS)
+    size = _parse_digits(names.buffer, suffix + tabs[1] + 1, _SIZE_DIGITS)
+    method = _parse_digits(names.buffer, suffix + tabs[2] + 1, _METHOD_DIGITS)
     return PackedStrings(names.buffer, names.starts, suffix), np.stack([offset, size, method], axis=1)
 
 

@@ -96,3 +96,15 @@ def test_build_corpus_index_command(tree, tmp_path):
     assert "6 images" in done.stderr and len(read_corpus_index(index, tree)) == 6
     again = subprocess.run(command, capture_output=True, text=True, env=env)
     assert again.returncode != 0 and "already exists" in again.stderr
+
+
+def test_a_corrupt_zip_line_is_an_error(tree, tmp_path):
+    archive = zip_tree(tree, tmp_path / "train.zip")
+    index = tmp_path / "index.txt"
+    write_corpus_index(archive, index)
+    text = index.read_text()
+    last = text.rstrip("\n").rsplit("\n", 1)[1]
+    assert last.split("\t")[1].isdigit() and len(last.split("\t")[1]) == 15
+    index.write_text(text.replace(last, last[:-5] + "x" + last[-4:]))
+    with pytest.raises(ValueError, match="non-digit"):
+        read_corpus_index(index, archive)
