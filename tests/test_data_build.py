@@ -11,6 +11,7 @@ import pytest
 import torch
 from corpus_testing import write_bad_images, zip_tree
 from detectron2.config import get_cfg
+from distributed_testing import run_distributed
 from PIL import Image
 from pretrain_testing import write_tiny_images
 
@@ -25,6 +26,7 @@ from soco.data.build import (
     count_images,
     seed_sample_rngs,
 )
+from soco.data.corpus import pretrain_images
 from soco_proposals.corpus_index import StaleCorpusIndexError
 from soco_proposals.image_io import DECODE_FAILURES
 from soco_proposals.image_list import IMAGE_EXTENSIONS, ImageRecord, list_images
@@ -290,3 +292,23 @@ def test_a_corpus_of_only_bad_images_is_an_error_not_an_endless_loop(tmp_path):
     dataset = PretrainDataset(list_images(root), None, _EchoViews(), seed=0)
     with pytest.raises(RuntimeError, match=f"{MAX_DECODE_ATTEMPTS} images drawn in a row .* could not"):
         dataset[(0, 0)]
+
+
+def _index_across_ranks(root: str, index: str) -> None:
+    import torch.distributed as dist
+
+    from soco_proposals import corpus_index
+
+    if dist.get_rank() != 0:  # only rank 0 may walk the corpus
+        corpus_index.list_corpus = lambda root: pytest.fail("a rank other than 0 listed the corpus")
+    cfg = _cfg(root, "")
+    cfg.PRETRAIN.DATA.CORPUS_INDEX = index
+    images = pretrain_images(cfg)
+    assert len(images) == 3 and images[0].key == "img_000"
+
+
+def test_rank_zero_writes_the_index_and_every_rank_reads_it(tmp_path):
+    root = write_tiny_images(tmp_path / "imgs", count=3)
+    index = tmp_path / "shared" / "index.txt"
+    run_distributed(_index_across_ranks, tmp_path, str(root), str(index))
+    assert index.is_file()

@@ -13,6 +13,7 @@ from corpus_testing import write_bad_images
 from detectron2.config import configurable, get_cfg
 from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils.events import EventStorage
+from distributed_testing import run_distributed
 from pretrain_testing import assert_resume_matches, pretrain_args, run_pretraining, write_tiny_images
 from torch import nn
 from torchvision import transforms
@@ -273,3 +274,20 @@ def test_a_bad_image_never_stops_training_and_is_reported(toy_config, tmp_path):
     with open(tmp_path / "half" / "metrics.json") as f:
         resumed = [json.loads(line)["data/skipped_images"] for line in f]
     assert resumed[-1] == totals[-1], "the resumed run continues the count of the checkpoint"
+
+
+def _sum_over_ranks(rank_counts: list[int]) -> None:
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+    with EventStorage(0) as storage:
+        trainer = _FakeTrainer(storage)
+        trainer.data_loader.skipped[0] = rank_counts[rank]
+        hook = SkippedImagesHook(period=1, checkpoint_period=100, max_iter=10)
+        hook.trainer = trainer
+        hook.after_step()
+        assert storage.history("data/skipped_images").latest() == sum(rank_counts), "summed over all ranks"
+
+
+def test_skipped_images_are_summed_over_ranks(tmp_path):
+    run_distributed(_sum_over_ranks, tmp_path, [3, 5])
