@@ -23,7 +23,12 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument(
-        "--image-root", required=True, help="ImageNet tree, folder of images or train_map.txt"
+        "--image-root", required=True, help="ImageNet tree, folder of images, train_map.txt or train.zip"
+    )
+    parser.add_argument(
+        "--corpus-index",
+        default=None,
+        help="the corpus index of --image-root (tools/build_corpus_index.py), read instead of listing it",
     )
     parser.add_argument("--output", required=True, help="output folder; each shard writes a subfolder")
     parser.add_argument("--backend", default="reference", choices=sorted(PROPOSAL_BACKENDS))
@@ -56,6 +61,7 @@ def main() -> None:
         max_size=args.max_size,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,
+        corpus_index=args.corpus_index,
     )
 
 

@@ -53,12 +53,24 @@ def _add_pretrain_config(cfg: CN) -> None:
     """Toolbox-wide keys shared by every method: the unlabeled data and the target network's momentum."""
     cfg.PRETRAIN = CN()
     cfg.PRETRAIN.DATA = CN()
-    # Unlabeled images: an image folder, an ImageNet-style tree or a train_map.txt file.
+    # Unlabeled images: an image folder, an ImageNet-style tree, a train_map.txt file or a train.zip (the
+    # original SoCo's layout: class folders at the zip's root, train_map.txt beside it lists the images).
     cfg.PRETRAIN.DATA.IMAGE_ROOT = ""
+    # Corpus index (a train_map.txt-like list with a header): written once by rank 0 when missing (or by
+    # tools/build_corpus_index.py), then read by every rank and run instead of listing IMAGE_ROOT; a stale
+    # one (root, layout or a listed folder changed) is an error. "": list IMAGE_ROOT in every process.
+    cfg.PRETRAIN.DATA.CORPUS_INDEX = ""
+    # Leave out the images proposal generation failed on, listed next to PROPOSALS (failed_images.txt).
+    cfg.PRETRAIN.DATA.EXCLUDE_FAILED = True
+    # A file of image keys (or paths) to leave out, one per line ("": none), on top of EXCLUDE_FAILED.
+    cfg.PRETRAIN.DATA.EXCLUDE_LIST = ""
     # Selective-search proposals: a SoCo JSON file or a compact proposal store ("" for image-level methods).
     cfg.PRETRAIN.DATA.PROPOSALS = ""
     # Name of the view generator (soco.data.VIEW_GENERATOR_REGISTRY) that turns an image into the model input.
     cfg.PRETRAIN.DATA.VIEW_GENERATOR = "SoCoFPNViews"
+    # Approximate the two costliest colour steps (hue shift, Gaussian blur) with OpenCV: same random draws,
+    # pixels within a few levels of PIL's, about a third less CPU per SoCo sample. False: PIL, exact.
+    cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC = False
     # Mean and std (RGB, [0, 1] scale) used to normalize the views.
     cfg.PRETRAIN.DATA.PIXEL_MEAN = [0.485, 0.456, 0.406]
     cfg.PRETRAIN.DATA.PIXEL_STD = [0.229, 0.224, 0.225]

@@ -3,7 +3,8 @@
 Step 2 (:func:`filter_proposals`) keeps the raw boxes that pass a strategy (``ratio3size0308``) and
 writes the SoCo JSON ``{key: [[x, y, w, h], ...]}`` plus ``<output stem>no_props_images.txt``, the images
 left without a box, as the original does. Images whose generation failed are not in the JSON; they are
-listed in ``<output stem>failed_images.txt``.
+listed in ``<output stem>failed_images.txt`` (and ``failed_images.txt`` in the store), which training
+reads to leave them out (``PRETRAIN.DATA.EXCLUDE_FAILED``).
 
 Step 3 (:func:`post_fix_proposals`) gives each image of that list the ratio-only boxes, else the
 w, h >= 32 boxes (the original ``filter_ss_proposals_json_post_no_prop.py``).
@@ -24,7 +25,7 @@ import numpy as np
 from .fileio import atomic_write_text
 from .filters import filter_boxes, parse_strategy, post_fallback_boxes
 from .raw_shards import find_shards, iter_shard_proposals
-from .store import open_proposals, write_soco_json, write_store
+from .store import failed_images_file, open_proposals, write_soco_json, write_store
 
 logger = logging.getLogger(__name__)
 
@@ -43,11 +44,6 @@ def no_props_list_path(json_path: str | os.PathLike) -> Path:
     """``train_ratio3size0308.json`` -> ``train_ratio3size0308no_props_images.txt`` (the original's name)."""
     path = Path(json_path)
     return path.with_name(f"{path.stem}no_props_images.txt")
-
-
-def failed_list_path(json_path: str | os.PathLike) -> Path:
-    path = Path(json_path)
-    return path.with_name(f"{path.stem}failed_images.txt")
 
 
 def filter_shards(shard_dirs: Iterable[Path], strategy_name: str) -> FilteredProposals:
@@ -75,9 +71,16 @@ def _write_outputs(
 ) -> None:
     write_soco_json(output_json, result.proposals)
     if result.failed:
-        atomic_write_text(failed_list_path(output_json), [f"{key}\n" for key in result.failed])
+        atomic_write_text(failed_images_file(output_json), [f"{key}\n" for key in result.failed])
     if store is not None:
-        write_store(store, result.proposals, result.image_sizes, metadata=metadata, overwrite=True)
+        write_store(
+            store,
+            result.proposals,
+            result.image_sizes,
+            metadata=metadata,
+            overwrite=True,
+            failed_keys=result.failed,
+        )
     num_boxes = sum(len(boxes) for boxes in result.proposals.values())
     logger.info(
         "%s: %d images, %d boxes (%.1f per image), %d without proposals, %d failed in generation%s",
@@ -87,7 +90,7 @@ def _write_outputs(
         num_boxes / max(len(result.proposals), 1),
         len(result.no_proposals),
         len(result.failed),
-        f" (listed in {failed_list_path(output_json)})" if result.failed else "",
+        f" (listed in {failed_images_file(output_json)})" if result.failed else "",
     )
 
 

@@ -6,9 +6,14 @@ processed in fixed chunks of consecutive images; each finished chunk is written 
 when the command is run again, so a killed run resumes losing at most the chunks in flight and never
 duplicating an image. See :mod:`soco_proposals.raw_shards` for the files.
 
-Images that cannot be read never stop the run: they are recorded as failed (with the reason) and
-listed in the shard's ``errors.log``; images that need a conversion (grayscale, CMYK, RGBA, palette,
-16-bit), that are not JPEG, or that are tiny (< 32 px on a side) are processed and counted.
+The corpus is a folder, an ImageNet tree, a ``train_map.txt`` or the original SoCo's ``train.zip`` (read
+in place, see :mod:`soco_proposals.zip_archive`), listed directly or through its corpus index.
+
+Images that cannot be decoded never stop the run: they are recorded as failed with the kind of failure
+(:data:`soco_proposals.image_io.DECODE_FAILURES`: decompression bomb, zero bytes, not an image, truncated,
+unsupported mode, unreadable) and listed in the shard's ``errors.log``, and the summary counts each kind;
+images that need a conversion (grayscale, CMYK, RGBA, palette), that are not JPEG, or that are tiny
+(< 32 px on a side) are processed and counted.
 """
 
 from __future__ import annotations
@@ -20,7 +25,6 @@ import logging
 import multiprocessing
 import os
 import time
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +32,9 @@ import numpy as np
 from PIL import Image
 
 from .backends import get_backend
+from .corpus_index import read_corpus_index
 from .fileio import atomic_write_text
+from .image_io import ImageDecodeError, decode_rgb
 from .image_list import ImageRecord, list_images
 from .raw_shards import (
     CONFIG_FILE,
@@ -55,22 +61,12 @@ DEFAULT_CHUNK_SIZE = 500
 TINY_SIDE = 32
 
 
-def load_rgb_array(path: str) -> tuple[np.ndarray, list[str]]:
-    """Decode an image fully as RGB uint8 (H, W, 3), with remarks on what had to be converted.
-
-    Raises on unreadable or truncated files (PIL's errors, unchanged).
+def load_rgb_array(source: ImageRecord | str) -> tuple[np.ndarray, list[str]]:
+    """Decode an image (record or file path) fully as RGB uint8 (H, W, 3), with remarks on what had to be
+    converted. Raises :class:`soco_proposals.image_io.ImageDecodeError`.
     """
-    notes = []
-    with warnings.catch_warnings(record=True) as caught, Image.open(path) as image:
-        warnings.simplefilter("always")
-        image.load()
-        if image.format != "JPEG":
-            notes.append(f"format:{image.format}")
-        if image.mode != "RGB":
-            notes.append(f"mode:{image.mode}->RGB")
-            image = image.convert("RGB")  # as the original: alpha is dropped, CMYK/L/P are converted
-        array = np.asarray(image)
-    notes.extend(f"warning:{w.message}".replace(";", ",") for w in caught)
+    notes: list[str] = []
+    array = np.asarray(decode_rgb(source, notes))
     return array, notes
 
 
@@ -102,7 +98,7 @@ def scale_boxes_back(
 def propose_image(record: ImageRecord, backend: str, max_size: int | None = None) -> ImageProposals:
     """Raw proposals of one image; any failure is returned as a failed result, never raised."""
     try:
-        image, notes = load_rgb_array(record.path)
+        image, notes = load_rgb_array(record)
         original_hw = image.shape[:2]
         if min(original_hw) < TINY_SIDE:
             notes.append(f"tiny:{original_hw[0]}x{original_hw[1]}")
@@ -113,16 +109,23 @@ def propose_image(record: ImageRecord, backend: str, max_size: int | None = None
         if resized.shape[:2] != original_hw:
             boxes = scale_boxes_back(boxes, resized.shape[:2], original_hw)
         return ImageProposals(record.key, original_hw, boxes.astype(np.uint16), tuple(notes))
+    except ImageDecodeError as error:
+        message = f"{error.kind}: {error.reason}".replace("\n", " ")
+        return ImageProposals(record.key, (0, 0), np.zeros((0, 4), dtype=np.uint16), (), message)
     except Exception as error:  # one bad image must not stop a 1.28M-image run
         message = f"{type(error).__name__}: {error}".replace("\n", " ") or type(error).__name__
         return ImageProposals(record.key, (0, 0), np.zeros((0, 4), dtype=np.uint16), (), message)
 
 
-def shard_records(records: Sequence[ImageRecord], shard_id: int, num_shards: int) -> list[ImageRecord]:
-    """The images of shard ``shard_id``: every ``num_shards``-th image of the sorted list."""
+def shard_records(
+    records: Sequence[ImageRecord], shard_id: int, num_shards: int
+) -> Sequence[ImageRecord]:
+    """The images of shard ``shard_id``: every ``num_shards``-th image of the sorted list (an
+    :class:`~soco_proposals.image_list.ImageList` stays one, without a Python object per image).
+    """
     if num_shards < 1 or not 0 <= shard_id < num_shards:
         raise ValueError(f"shard id {shard_id} is not in [0, {num_shards}) (num_shards={num_shards})")
-    return list(records[shard_id::num_shards])
+    return records[shard_id::num_shards]
 
 
 def _keys_digest(records: Sequence[ImageRecord]) -> str:
@@ -162,16 +165,19 @@ def generate_shard(
     max_size: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     progress: bool = True,
+    corpus_index: str | os.PathLike | None = None,
 ) -> dict:
     """Generate (or resume) one shard of raw proposals under ``output``; returns its summary.
 
-    ``image_root``: a folder, an ImageNet tree or a ``train_map.txt``. Finished chunks already on
+    ``image_root``: a folder, an ImageNet tree, a ``train_map.txt`` or a zip; ``corpus_index``: its index
+    (see :mod:`soco_proposals.corpus_index`), read instead of listing the corpus. Finished chunks already on
     disk are verified (same images) and skipped.
     """
     get_backend(backend)  # fail early on a typo
     if chunk_size < 1:
         raise ValueError(f"chunk size must be positive, got {chunk_size}")
-    records = shard_records(list_images(image_root), shard_id, num_shards)
+    images = read_corpus_index(corpus_index, image_root) if corpus_index else list_images(image_root)
+    records = shard_records(images, shard_id, num_shards)
     shard_dir = Path(output) / shard_dir_name(shard_id, num_shards)
     shard_dir.mkdir(parents=True, exist_ok=True)
     config = {
@@ -210,22 +216,24 @@ def generate_shard(
     )
 
     start_time = time.perf_counter()
-    todo = [record for index in pending for record in chunks[index]]
+    num_todo = len(records) - done_images
+    todo = (record for index in pending for record in chunks[index])
     worker = functools.partial(propose_image, backend=backend, max_size=max_size)
-    pool = multiprocessing.Pool(workers) if workers > 1 and todo else contextlib.nullcontext()
+    parallel = workers > 1 and num_todo > 0
+    pool = multiprocessing.Pool(workers) if parallel else contextlib.nullcontext()
     with pool, _progress(len(records), done_images, progress, shard_dir.name) as bar:
         # imap keeps the input order, so results arrive chunk by chunk
-        results = pool.imap(worker, todo, chunksize=1) if workers > 1 and todo else map(worker, todo)
+        results = pool.imap(worker, todo, chunksize=1) if parallel else map(worker, todo)
         for index in pending:
             chunk_results = [next(results) for _ in chunks[index]]
             write_chunk(chunk_path(shard_dir, index), chunk_results)
             bar.update(len(chunk_results))
     elapsed = time.perf_counter() - start_time
-    return _finish_shard(shard_dir, records, config, elapsed, len(todo))
+    return _finish_shard(shard_dir, records, config, elapsed, num_todo)
 
 
 def _finish_shard(
-    shard_dir: Path, records: list[ImageRecord], config: dict, elapsed: float, processed: int
+    shard_dir: Path, records: Sequence[ImageRecord], config: dict, elapsed: float, processed: int
 ) -> dict:
     """Write the error log and the summary (which marks the shard complete) from all its chunks."""
     paths = {record.key: record.path for record in records}
@@ -244,6 +252,7 @@ def _finish_shard(
         **config,
         "images": summary.images,
         "failed": summary.failed,
+        "failures": summary.failures,
         "boxes": summary.boxes,
         "notes": summary.notes,
         "processed_this_run": processed,
@@ -251,10 +260,11 @@ def _finish_shard(
     }
     write_json(shard_dir / SUMMARY_FILE, result)
     logger.info(
-        "%s: %d images, %d failed, %d boxes (%.1f per image), notes %s; log in %s",
+        "%s: %d images, %d failed %s, %d boxes (%.1f per image), notes %s; log in %s",
         shard_dir,
         summary.images,
         summary.failed,
+        summary.failures,
         summary.boxes,
         summary.boxes / max(summary.images - summary.failed, 1),
         summary.notes,

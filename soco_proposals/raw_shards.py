@@ -52,17 +52,23 @@ class ImageProposals:
 
 @dataclass
 class ShardSummary:
-    """Counts over one shard; ``notes`` counts each remark kind (text before ':')."""
+    """Counts over one shard; ``failures`` and ``notes`` count each kind of error and of remark (the text
+    before ':').
+    """
 
     images: int = 0
     failed: int = 0
     boxes: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
     notes: dict[str, int] = field(default_factory=dict)
 
     def add(self, result: ImageProposals) -> None:
         self.images += 1
         self.failed += int(result.failed)
         self.boxes += len(result.boxes)
+        if result.failed:
+            kind = result.error.split(":")[0]
+            self.failures[kind] = self.failures.get(kind, 0) + 1
         for note in result.notes:
             kind = note.split(":")[0]
             self.notes[kind] = self.notes.get(kind, 0) + 1

@@ -19,9 +19,11 @@ file                   array                         meaning
 ``box_index.npy``      uint8/16/32 (M,)              per box, its row among its image's distinct boxes
 ``sizes.npy``          uint16 (n, 2), optional       image (H, W) when known (raw proposals know it)
 ``meta.json``          -                             format name, version, counts, free metadata
+``failed_images.txt``  -, optional                   keys of the images the proposal generator failed on
 =====================  ============================  ==============================================
 
-:func:`open_proposals` opens either format as a read-only mapping.
+:func:`open_proposals` opens either format as a read-only mapping. Next to a JSON file the failed-image
+list is ``<stem>failed_images.txt`` (see :func:`failed_images_file`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,10 @@ class ProposalSource(Mapping):
     def image_size(self, key: str) -> tuple[int, int] | None:
         """(H, W) of the image when the source records it, else ``None``."""
         return None
+
+    def contains_keys(self, keys: np.ndarray) -> np.ndarray:
+        """(n,) bool: which of the UTF-8 keys ``keys`` (a NumPy bytes array, (n,)) have an entry."""
+        return np.fromiter((key.decode("utf-8") in self for key in keys), dtype=bool, count=len(keys))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r}, {len(self)} images)"
@@ -168,6 +174,16 @@ class StoreProposals(ProposalSource):
     def __contains__(self, key: object) -> bool:
         return self._index(key) >= 0
 
+    def contains_keys(self, keys: np.ndarray) -> np.ndarray:
+        """Vectorised membership: one ``searchsorted`` of all keys in the sorted key array."""
+        stored = self._open()["keys"]
+        if len(stored) == 0 or len(keys) == 0:
+            return np.zeros(len(keys), dtype=bool)
+        width = max(stored.dtype.itemsize, keys.dtype.itemsize)  # compare untruncated
+        stored, keys = stored.astype(f"S{width}"), keys.astype(f"S{width}")
+        rows = np.minimum(np.searchsorted(stored, keys), len(stored) - 1)
+        return stored[rows] == keys
+
     def __iter__(self) -> Iterator[str]:
         for raw in self._open()["keys"]:
             yield raw.decode("utf-8")
@@ -189,6 +205,20 @@ def open_proposals(path: str | os.PathLike) -> ProposalSource:
     if not path.exists():
         raise FileNotFoundError(f"proposals {path} do not exist (expected a .json file or a store directory)")
     raise ValueError(f"proposals {path}: expected a SoCo .json file or a proposal store directory")
+
+
+FAILED_IMAGES_FILE = "failed_images.txt"
+
+
+def failed_images_file(proposals: str | os.PathLike) -> Path:
+    """Where the keys of the images that failed proposal generation are listed, next to the proposals:
+    ``train_ratio3size0308failed_images.txt`` beside ``train_ratio3size0308.json`` (the original's naming
+    scheme for its per-step lists), ``failed_images.txt`` inside a store.
+    """
+    path = Path(proposals)
+    if path.suffix == ".json":
+        return path.with_name(f"{path.stem}{FAILED_IMAGES_FILE}")
+    return path / FAILED_IMAGES_FILE
 
 
 def read_store_meta(path: str | os.PathLike) -> dict[str, Any]:
@@ -253,8 +283,11 @@ def write_store(
     image_sizes: Mapping[str, tuple[int, int]] | None = None,
     metadata: Mapping[str, Any] | None = None,
     overwrite: bool = False,
+    failed_keys: Iterable[str] = (),
 ) -> Path:
     """Write ``{key: boxes (N, 4) xywh}`` (and optionally ``{key: (H, W)}``) as a compact store.
+
+    ``failed_keys``: images the proposal generator could not read, listed in ``failed_images.txt``.
 
     The store is built in a temporary directory next to ``path`` and moved in place at the end, so a
     killed conversion never leaves a half-written store behind.
@@ -298,6 +331,9 @@ def write_store(
         for name, array in arrays.items():
             np.save(tmp_dir / f"{name}.npy", array)
         (tmp_dir / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        failed = sorted(failed_keys)
+        if failed:
+            (tmp_dir / FAILED_IMAGES_FILE).write_text("".join(f"{key}\n" for key in failed))
     return path
 
 
@@ -326,8 +362,14 @@ def json_to_store(
 ) -> Path:
     """Convert a SoCo JSON proposal file to a compact store."""
     source = JsonProposals(json_path)
+    failed_list = failed_images_file(json_path)
+    failed = failed_list.read_text().split() if failed_list.is_file() else ()
     return write_store(
-        store_path, source._entries(), metadata={"converted_from": str(json_path)}, overwrite=overwrite
+        store_path,
+        source._entries(),
+        metadata={"converted_from": str(json_path)},
+        overwrite=overwrite,
+        failed_keys=failed,
     )
 
 

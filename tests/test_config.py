@@ -24,7 +24,10 @@ def _pretrain_cfg():
 def test_shared_keys_live_under_pretrain_and_methods_keep_their_own():
     cfg = _pretrain_cfg()
     assert set(cfg.PRETRAIN) == {"DATA", "MOMENTUM"}
-    assert set(cfg.PRETRAIN.DATA) == {"IMAGE_ROOT", "PROPOSALS", "VIEW_GENERATOR", "PIXEL_MEAN", "PIXEL_STD"}
+    assert set(cfg.PRETRAIN.DATA) == {
+        "IMAGE_ROOT", "PROPOSALS", "VIEW_GENERATOR", "PIXEL_MEAN", "PIXEL_STD",
+        "CORPUS_INDEX", "EXCLUDE_FAILED", "EXCLUDE_LIST", "FAST_PHOTOMETRIC",
+    }  # fmt: skip
     assert "DATA" not in cfg.SOCO and "MOMENTUM" not in cfg.SOCO
     for method in ("SOCO", "MOCO", "SWAV", "DENSECL"):
         assert method in cfg

@@ -5,21 +5,27 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from corpus_testing import write_bad_images
 from detectron2.config import configurable, get_cfg
 from detectron2.modeling import META_ARCH_REGISTRY
+from detectron2.utils.events import EventStorage
+from distributed_testing import run_distributed
 from pretrain_testing import assert_resume_matches, pretrain_args, run_pretraining, write_tiny_images
 from torch import nn
 from torchvision import transforms
 
 from soco.config import add_soco_config
 from soco.data.build import VIEW_GENERATOR_REGISTRY
+from soco.engine.hooks import SkippedImagesHook
 from soco.engine.pretrain import run_pretraining as pretrain_main
 from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.schedule import resolve_schedule
 from soco.modeling.momentum import create_target, ema_update_
+from soco_proposals.image_io import DECODE_FAILURES
 
 BASE_CONFIG = Path(__file__).resolve().parents[1] / "soco" / "configs" / "Base-Pretrain.yaml"
 
@@ -212,3 +218,76 @@ def test_a_run_with_an_explicit_iteration_count_runs_it_and_says_so(toy_config, 
     with open(out / "metrics.json") as f:
         assert [json.loads(line)["iteration"] for line in f] == [0, 1, 2]
     assert "SOLVER.MAX_ITER=3 replaces SOLVER.EPOCHS=50 (50 iterations)" in (out / "log.txt").read_text()
+
+
+class _FakeTrainer:
+    """What SkippedImagesHook reads: the iteration, the storage and the loader's per-kind counts."""
+
+    def __init__(self, storage):
+        self.storage = storage
+        self.iter = 0
+        self.data_loader = type("Loader", (), {"skipped": np.zeros(len(DECODE_FAILURES), dtype=np.int64)})()
+
+
+def test_skipped_images_hook_reports_totals_and_resumes_them():
+    with EventStorage(0) as storage:
+        trainer = _FakeTrainer(storage)
+        hook = SkippedImagesHook(period=2, checkpoint_period=3, max_iter=10)
+        hook.trainer = trainer
+        reported = {}
+        for iteration in range(6):
+            trainer.iter = storage.iter = iteration
+            trainer.data_loader.skipped[DECODE_FAILURES.index("truncated")] += iteration % 2
+            hook.after_step()
+            if "data/skipped_images" in storage.histories():
+                reported[iteration] = storage.history("data/skipped_images").latest()
+        # reported after iterations 1 (period), 2 (checkpoint period), 3 (period) and 5 (both)
+        assert reported == {1: 1, 2: 1, 3: 2, 4: 2, 5: 3}
+        assert storage.history("data/skipped_images/truncated").latest() == 3
+        state = hook.state_dict()
+    assert state == {"skipped_images": {kind: 3 * (kind == "truncated") for kind in DECODE_FAILURES}}
+    with EventStorage(6) as storage:
+        resumed = SkippedImagesHook(period=2, checkpoint_period=3, max_iter=10)
+        resumed.load_state_dict(state)
+        resumed.trainer = _FakeTrainer(storage)
+        resumed.trainer.iter = storage.iter = 7
+        resumed.trainer.data_loader.skipped[DECODE_FAILURES.index("empty_file")] = 2
+        resumed.after_step()
+        assert storage.history("data/skipped_images").latest() == 5
+
+
+def test_a_bad_image_never_stops_training_and_is_reported(toy_config, tmp_path):
+    root = write_tiny_images(tmp_path / "images", count=6)
+    write_bad_images(root / "bad")
+    out = tmp_path / "run"
+    opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(root), "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2"]
+    opts += ["SOLVER.WARMUP_ITERS", "1"]
+    run_pretraining(toy_config, out, opts)
+    with open(out / "metrics.json") as f:
+        metrics = [json.loads(line) for line in f]
+    totals = [m["data/skipped_images"] for m in metrics]
+    assert len(totals) == 4 and totals == sorted(totals) and totals[-1] > 0
+    per_kind = sum(metrics[-1][f"data/skipped_images/{kind}"] for kind in DECODE_FAILURES)
+    assert per_kind == totals[-1]
+    run_pretraining(toy_config, tmp_path / "half", opts + ["SOLVER.MAX_ITER", "2"])
+    run_pretraining(toy_config, tmp_path / "half", opts, resume=True)
+    with open(tmp_path / "half" / "metrics.json") as f:
+        resumed = [json.loads(line)["data/skipped_images"] for line in f]
+    assert resumed[-1] == totals[-1], "the resumed run continues the count of the checkpoint"
+
+
+def _sum_over_ranks(rank_counts: list[int]) -> None:
+    import torch.distributed as dist
+
+    rank = dist.get_rank()
+    with EventStorage(0) as storage:
+        trainer = _FakeTrainer(storage)
+        trainer.data_loader.skipped[0] = rank_counts[rank]
+        hook = SkippedImagesHook(period=1, checkpoint_period=100, max_iter=10)
+        hook.trainer = trainer
+        hook.after_step()
+        assert storage.history("data/skipped_images").latest() == sum(rank_counts), "summed over all ranks"
+
+
+def test_skipped_images_are_summed_over_ranks(tmp_path):
+    run_distributed(_sum_over_ranks, tmp_path, [3, 5])

@@ -73,6 +73,7 @@ def test_filter_writes_json_lists_and_store(raw, tmp_path):
     store = open_proposals(tmp_path / "out" / "store")
     assert {k: store[k].tolist() for k in store} == proposals
     assert store.image_size("img_a") == (320, 320)
+    assert (tmp_path / "out" / "store" / "failed_images.txt").read_text().split() == ["img_bad"]
 
 
 def test_post_fix_uses_ratio_then_min_side(raw, tmp_path):

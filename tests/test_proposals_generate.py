@@ -2,9 +2,11 @@ import json
 
 import numpy as np
 import pytest
+from corpus_testing import write_bad_images, zip_tree
 from PIL import Image
 
 import soco_proposals.generate as generate
+from soco_proposals.corpus_index import write_corpus_index
 from soco_proposals.generate import (
     generate_shard,
     load_rgb_array,
@@ -12,6 +14,7 @@ from soco_proposals.generate import (
     scale_boxes_back,
     shard_records,
 )
+from soco_proposals.image_io import DECODE_FAILURES
 from soco_proposals.raw_shards import find_shards, iter_shard_proposals, list_chunks
 from soco_proposals.selective_search import selective_search
 
@@ -155,3 +158,37 @@ def test_max_size_maps_boxes_back_to_original_pixels(corpus, tmp_path):
     np.testing.assert_array_equal(
         scale_boxes_back(np.array([[1, 0, 1, 0]]), (10, 10), (30, 30)), [[3, 0, 5, 2]]
     )
+
+
+def test_every_kind_of_bad_file_is_recorded_and_the_run_continues(corpus, tmp_path):
+    bad = write_bad_images(corpus / "n004")
+    (corpus / "n004" / "bad_unreadable.jpg").symlink_to(tmp_path / "gone.jpg")  # a dangling link
+    summary = generate_shard(corpus, tmp_path / "raw", chunk_size=4, progress=False)
+    assert summary["images"] == 13 + len(bad) + 1 and summary["failed"] == 2 + len(bad) + 1
+    for kind in DECODE_FAILURES:
+        assert summary["failures"].get(kind, 0) >= 1, kind
+    results = _all_results(tmp_path / "raw")
+    for kind in bad:
+        assert results[f"bad_{kind}"].error.startswith(f"{kind}: "), results[f"bad_{kind}"].error
+    log = (tmp_path / "raw" / "shard-00000-of-00001" / "errors.log").read_text()
+    assert all(f"FAILED\t{path}\t{kind}: " in log for kind, path in bad.items())
+    assert not results["n001_0"].failed and len(results["n001_0"].boxes) > 0
+
+
+def test_zip_input_and_an_index_give_the_folder_proposals(corpus, tmp_path):
+    folder = generate_shard(corpus, tmp_path / "from_folder", chunk_size=5, progress=False)
+    archive = zip_tree(corpus, tmp_path / "train.zip")
+    zipped = generate_shard(archive, tmp_path / "from_zip", chunk_size=5, workers=2, progress=False)
+    index = tmp_path / "index.txt"
+    write_corpus_index(archive, index)
+    indexed = generate_shard(archive, tmp_path / "indexed", chunk_size=5, progress=False, corpus_index=index)
+    assert folder["keys_sha1"] == zipped["keys_sha1"] == indexed["keys_sha1"]
+    reference = _all_results(tmp_path / "from_folder")
+    for output in ("from_zip", "indexed"):
+        results = _all_results(tmp_path / output)
+        assert results.keys() == reference.keys()
+        for key, result in reference.items():
+            assert results[key].error.split(":")[0] == result.error.split(":")[0]
+            np.testing.assert_array_equal(results[key].boxes, result.boxes)
+    log = (tmp_path / "from_zip" / "shard-00000-of-00001" / "errors.log").read_text()
+    assert "train.zip@/n003/n003_truncated.JPEG" in log

@@ -7,6 +7,7 @@ import pytest
 from soco_proposals.store import (
     JsonProposals,
     StoreProposals,
+    failed_images_file,
     json_to_store,
     open_proposals,
     store_to_json,
@@ -129,3 +130,23 @@ def test_store_is_compact_and_handles_many_distinct_boxes(tmp_path):
     assert np.load(path / "box_index.npy").dtype == np.uint16
     packed_bytes = (path / "packed.npy").stat().st_size
     assert packed_bytes < 0.3 * 8 * sum(len(b) for b in proposals.values())  # vs plain uint16 xywh
+
+
+def test_vectorised_membership_agrees_with_lookups(tmp_path):
+    store = open_proposals(write_store(tmp_path / "s", PROPOSALS))
+    json_source = open_proposals(_write_json(tmp_path))
+    queries = list(PROPOSALS) + ["n01440764_1002", "n01440764_10026x", "z" * 40, "0"]
+    keys = np.array([q.encode("utf-8") for q in queries])
+    expected = [q in PROPOSALS for q in queries]
+    assert store.contains_keys(keys).tolist() == expected == json_source.contains_keys(keys).tolist()
+    assert store.contains_keys(keys[:0]).tolist() == []
+
+
+def test_the_failed_image_list_sits_next_to_the_proposals(tmp_path):
+    json_path = _write_json(tmp_path)
+    assert failed_images_file(json_path) == tmp_path / "train_ratio3size0308postfailed_images.txt"
+    failed_images_file(json_path).write_text("n02_bad\nn01_bad\n")
+    store = json_to_store(json_path, tmp_path / "store")
+    assert failed_images_file(store) == store / "failed_images.txt"
+    assert failed_images_file(store).read_text() == "n01_bad\nn02_bad\n"
+    assert not failed_images_file(write_store(tmp_path / "clean", PROPOSALS)).exists()

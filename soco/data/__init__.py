@@ -5,6 +5,7 @@ from . import image_views, soco  # noqa: F401  (registers the view generators)
 from .build import (
     VIEW_GENERATOR_REGISTRY,
     PretrainDataset,
+    PretrainLoader,
     StreamSampler,
     build_pretrain_dataset,
     build_pretrain_train_loader,
@@ -15,6 +16,7 @@ __all__ = [
     "VIEW_GENERATOR_REGISTRY",
     "ImageRecord",
     "PretrainDataset",
+    "PretrainLoader",
     "StreamSampler",
     "build_pretrain_dataset",
     "build_pretrain_train_loader",

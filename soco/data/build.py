@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -23,8 +23,11 @@ from detectron2.utils.registry import Registry
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from soco_proposals.image_list import ImageRecord, list_images
+from soco_proposals.image_io import DECODE_FAILURES, ImageDecodeError, decode_rgb
+from soco_proposals.image_list import ImageRecord
 from soco_proposals.store import open_proposals
+
+from .corpus import check_proposal_coverage, pretrain_images
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +42,16 @@ and return a dict of tensors whose shapes do not depend on the image.
 
 
 def seed_sample_rngs(seed: int, position: int) -> None:
-    """Seed Python's, NumPy's and torch's global RNGs for the sample at ``position`` of the stream."""
+    """Seed Python's, NumPy's and torch's global (CPU) RNGs for the sample at ``position`` of the stream.
+
+    torch's CPU generator is seeded directly: ``torch.manual_seed`` also queues seeds for every accelerator
+    backend and formats a stack trace for each queued call, which cost a data worker more than a millisecond
+    per sample; views are made on the CPU, so the random numbers they draw are the same.
+    """
     state = np.random.SeedSequence([seed, position]).generate_state(2, dtype=np.uint64)
     random.seed(int(state[0]))
     np.random.seed(int(state[1] % (2**32)))
-    torch.manual_seed(int(state[1]))
+    torch.default_generator.manual_seed(int(state[1]))
 
 
 class StreamSampler(Sampler):
@@ -76,22 +84,31 @@ class StreamSampler(Sampler):
             position += self.world_size
 
 
-def load_rgb_pil_image(path: str) -> Image.Image:
-    """Open an image file as RGB (grayscale, palette, CMYK and RGBA are converted)."""
-    with Image.open(path) as image:
-        return image.convert("RGB")
+#: Batch entry counting, per sample, the unreadable images skipped to produce it, one column per kind of
+#: :data:`~soco_proposals.image_io.DECODE_FAILURES`; :class:`PretrainLoader` removes it from the batch.
+SKIPPED_IMAGES = "skipped_images"
+#: Images drawn in a row for one sample before the dataset gives up (the corpus is then mostly unreadable).
+MAX_DECODE_ATTEMPTS = 50
+_FAILURE_COLUMN = {kind: column for column, kind in enumerate(DECODE_FAILURES)}
+_REPLACEMENT_STREAM = 1  # keeps the replacement draws apart from the sample's augmentation seeds
 
 
 class PretrainDataset(Dataset):
     """Images + their proposals, turned into views; indexed by ``(dataset_index, stream_position)``.
 
-    An image that cannot be decoded is logged (with its path and the running count of such images in
-    this worker) and replaced by the next image of the corpus, so one bad file does not stop a run.
+    ``records``: an :class:`~soco_proposals.image_list.ImageList` (numpy buffers, shared by forked workers)
+    or any sequence of :class:`~soco_proposals.image_list.ImageRecord`.
+
+    An image that cannot be decoded (any of :data:`~soco_proposals.image_io.DECODE_FAILURES`) is replaced
+    by another image drawn at random, seeded by the stream position, so the stream stays a function of the
+    config. Each sample carries in ``SKIPPED_IMAGES`` how many images of each kind it skipped (counted by
+    :class:`PretrainLoader`, summed over ranks by :class:`soco.engine.hooks.SkippedImagesHook`); each worker
+    logs each bad path once. ``MAX_DECODE_ATTEMPTS`` failures in a row for one sample are an error.
     """
 
     def __init__(
         self,
-        records: list[ImageRecord],
+        records: Sequence[ImageRecord],
         proposals: Mapping[str, np.ndarray] | None,
         view_generator,
         seed: int,
@@ -100,7 +117,7 @@ class PretrainDataset(Dataset):
         self.proposals = proposals
         self.view_generator = view_generator
         self.seed = seed
-        self.num_unreadable = 0
+        self._logged_failures: set[int] = set()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -112,27 +129,60 @@ class PretrainDataset(Dataset):
             return np.zeros((0, 4), dtype=np.int64)
         return np.asarray(self.proposals[key], dtype=np.int64).reshape(-1, 4)
 
+    def _decode(self, index: int, position: int) -> tuple[int, ImageRecord, Image.Image, np.ndarray]:
+        """The image to use at ``position``: ``index``'s, or a replacement; and the failures skipped."""
+        skipped = np.zeros(len(DECODE_FAILURES), dtype=np.int64)
+        replacements = last_error = None
+        for _ in range(MAX_DECODE_ATTEMPTS):
+            record = self.records[index]
+            try:
+                return index, record, decode_rgb(record), skipped
+            except ImageDecodeError as error:
+                last_error = error
+                skipped[_FAILURE_COLUMN[error.kind]] += 1
+                if index not in self._logged_failures:
+                    self._logged_failures.add(index)
+                    logger.warning(
+                        "skipping unreadable image %s (%s: %s)", record.path, error.kind, error.reason
+                    )
+                if replacements is None:
+                    replacements = np.random.default_rng([self.seed, position, _REPLACEMENT_STREAM])
+                index = int(replacements.integers(len(self.records)))
+        raise RuntimeError(
+            f"{MAX_DECODE_ATTEMPTS} images drawn in a row for stream position {position} could not be "
+            f"decoded (last: {last_error}); is PRETRAIN.DATA.IMAGE_ROOT readable?"
+        )
+
     def __getitem__(self, item: tuple[int, int]) -> dict[str, torch.Tensor]:
         index, position = item
-        for attempt in range(len(self.records)):
-            record = self.records[(index + attempt) % len(self.records)]
-            try:
-                image = load_rgb_pil_image(record.path)
-                break
-            except (OSError, ValueError) as err:
-                self.num_unreadable += 1
-                logger.warning(
-                    "skipping unreadable image %s (%s); %d unreadable so far in this worker",
-                    record.path,
-                    err,
-                    self.num_unreadable,
-                )
-        else:
-            raise RuntimeError("no image of the corpus could be read")
+        index, record, image, skipped = self._decode(index, position)
         seed_sample_rngs(self.seed, position)
         sample = self.view_generator(image, self._proposals_of(record.key))
-        sample["image_index"] = torch.tensor((index + attempt) % len(self.records), dtype=torch.int64)
+        sample["image_index"] = torch.tensor(index, dtype=torch.int64)
+        sample[SKIPPED_IMAGES] = torch.from_numpy(skipped)
         return sample
+
+
+class PretrainLoader:
+    """The endless per-rank batch stream: a ``DataLoader`` whose batches hand their skip counts on.
+
+    ``skipped`` (int64, one entry per kind of :data:`~soco_proposals.image_io.DECODE_FAILURES`) counts the
+    unreadable images behind the batches this process has consumed; it travels with the samples, so it is
+    exact with persistent workers, prefetching and resumption.
+    """
+
+    def __init__(self, data_loader: DataLoader):
+        self.data_loader = data_loader
+        self.skipped = np.zeros(len(DECODE_FAILURES), dtype=np.int64)
+
+    @property
+    def dataset(self) -> PretrainDataset:
+        return self.data_loader.dataset
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        for batch in self.data_loader:
+            self.skipped += batch.pop(SKIPPED_IMAGES).sum(dim=0).numpy()
+            yield batch
 
 
 def data_seed(cfg: CfgNode) -> int:
@@ -143,34 +193,17 @@ def data_seed(cfg: CfgNode) -> int:
 
 
 def count_images(cfg: CfgNode) -> int:
-    """Number of images under ``cfg.PRETRAIN.DATA.IMAGE_ROOT``."""
-    return len(list_images(cfg.PRETRAIN.DATA.IMAGE_ROOT))
+    """Number of images the config trains on (``PRETRAIN.DATA.IMAGE_ROOT`` minus the excluded ones)."""
+    return len(pretrain_images(cfg))
 
 
 def build_pretrain_dataset(cfg: CfgNode) -> PretrainDataset:
     """The dataset of ``cfg``: images, proposals (if any) and the configured view generator."""
-    if not cfg.PRETRAIN.DATA.IMAGE_ROOT:
-        raise ValueError(
-            "PRETRAIN.DATA.IMAGE_ROOT is empty: set it to an image folder, ImageNet tree or train_map.txt"
-        )
-    records = list_images(cfg.PRETRAIN.DATA.IMAGE_ROOT)
+    images = pretrain_images(cfg)
     proposals = None
     if cfg.PRETRAIN.DATA.PROPOSALS:
         proposals = open_proposals(cfg.PRETRAIN.DATA.PROPOSALS)
-        missing = sum(1 for r in records if r.key not in proposals)
-        if missing == len(records):
-            raise ValueError(
-                f"none of the {len(records)} images under {cfg.PRETRAIN.DATA.IMAGE_ROOT} has an entry in "
-                f"{cfg.PRETRAIN.DATA.PROPOSALS} (keys are file names up to the first '.'): "
-                "wrong proposals file?"
-            )
-        if missing:
-            logger.warning(
-                "%d of %d images have no entry in %s; they use the whole image as their proposal",
-                missing,
-                len(records),
-                cfg.PRETRAIN.DATA.PROPOSALS,
-            )
+        check_proposal_coverage(images, proposals, cfg)
     generator_class = VIEW_GENERATOR_REGISTRY.get(cfg.PRETRAIN.DATA.VIEW_GENERATOR)
     if getattr(generator_class, "REQUIRES_PROPOSALS", False) and proposals is None:
         raise ValueError(
@@ -178,10 +211,10 @@ def build_pretrain_dataset(cfg: CfgNode) -> PretrainDataset:
             "PRETRAIN.DATA.PROPOSALS to a SoCo JSON or proposal store (see selective_search/)"
         )
     generator = generator_class(cfg)
-    return PretrainDataset(records, proposals, generator, data_seed(cfg))
+    return PretrainDataset(images, proposals, generator, data_seed(cfg))
 
 
-def build_pretrain_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader:
+def build_pretrain_train_loader(cfg: CfgNode, start_iter: int = 0) -> PretrainLoader:
     """Endless loader of per-rank batches (``IMS_PER_BATCH`` is global), resuming at ``start_iter``."""
     world_size = comm.get_world_size()
     global_batch = cfg.SOLVER.IMS_PER_BATCH
@@ -198,7 +231,7 @@ def build_pretrain_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader
         world_size=world_size,
     )
     num_workers = cfg.DATALOADER.NUM_WORKERS
-    return DataLoader(
+    data_loader = DataLoader(
         dataset,
         batch_size=global_batch // world_size,
         sampler=sampler,
@@ -209,3 +242,4 @@ def build_pretrain_train_loader(cfg: CfgNode, start_iter: int = 0) -> DataLoader
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
     )
+    return PretrainLoader(data_loader)

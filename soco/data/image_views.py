@@ -29,7 +29,7 @@ from detectron2.config import CfgNode
 from PIL import Image
 
 from .build import VIEW_GENERATOR_REGISTRY
-from .photometric import ColorRecipe, to_normalized_tensor
+from .photometric import ColorRecipe, Normalizer
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +84,10 @@ class _CropPipeline:
 
     def __init__(self, augment: T.Compose, mean: Sequence[float], std: Sequence[float]):
         self.augment = augment
-        self.mean = tuple(mean)
-        self.std = tuple(std)
+        self.normalize = Normalizer(mean, std)
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
-        return to_normalized_tensor(self.augment(image), self.mean, self.std)
+        return self.normalize(self.augment(image))
 
 
 @VIEW_GENERATOR_REGISTRY.register()
@@ -104,7 +103,7 @@ class MoCoV2Views:
         augment = T.Compose(
             [
                 T.RandomResizedCrop(size, scale=scale),
-                MOCO_V2_COLOR.build(),
+                MOCO_V2_COLOR.build(cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC),
                 T.RandomHorizontalFlip(),
             ]
         )
@@ -141,7 +140,7 @@ class MultiCropViews:
                 [
                     T.RandomResizedCrop(int(size), scale=scale),
                     T.RandomHorizontalFlip(),
-                    SWAV_COLOR.build(),
+                    SWAV_COLOR.build(cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC),
                 ]
             )
             pipeline = _CropPipeline(augment, cfg.PRETRAIN.DATA.PIXEL_MEAN, cfg.PRETRAIN.DATA.PIXEL_STD)

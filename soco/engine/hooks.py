@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import logging
+
+import numpy as np
 from detectron2.engine import HookBase
+from detectron2.utils import comm
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from soco.modeling.momentum import momentum_at
+from soco_proposals.image_io import DECODE_FAILURES
+
+logger = logging.getLogger(__name__)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -55,3 +62,49 @@ class ThroughputHook(HookBase):
             step_time = storage.history("time").latest()
             if step_time > 0:
                 storage.put_scalar("images_per_sec", self.global_batch / step_time)
+
+
+class SkippedImagesHook(HookBase):
+    """Report the unreadable images the data loader skipped, summed over all ranks, as EventStorage scalars.
+
+    ``data/skipped_images`` is the total since the start of training (resumed runs continue from the
+    checkpoint's count) and ``data/skipped_images/<kind>`` the same per kind of
+    :data:`~soco_proposals.image_io.DECODE_FAILURES`. Every ``period`` iterations, at each checkpoint
+    iteration and at the last one, the ranks' counts are gathered (every rank calls this hook at the same
+    iterations, so the collective never waits on a rank that skips it).
+    """
+
+    def __init__(self, period: int, checkpoint_period: int, max_iter: int):
+        self.period = period
+        self.checkpoint_period = checkpoint_period
+        self.max_iter = max_iter
+        self.resumed = np.zeros(len(DECODE_FAILURES), dtype=np.int64)  # from the checkpoint, all ranks
+        self.total = self.resumed.copy()
+
+    def _due(self, next_iter: int) -> bool:
+        periodic = next_iter % self.period == 0 or next_iter % self.checkpoint_period == 0
+        return periodic or next_iter == self.max_iter
+
+    def after_step(self) -> None:
+        if not self._due(self.trainer.iter + 1):
+            return
+        local = self.trainer.data_loader.skipped
+        gathered = comm.all_gather(local.tolist()) if comm.get_world_size() > 1 else [local.tolist()]
+        previous = int(self.total.sum())
+        self.total = self.resumed + np.sum(np.array(gathered, dtype=np.int64), axis=0)
+        storage = self.trainer.storage
+        storage.put_scalar("data/skipped_images", int(self.total.sum()), smoothing_hint=False)
+        for kind, count in zip(DECODE_FAILURES, self.total, strict=True):
+            storage.put_scalar(f"data/skipped_images/{kind}", int(count), smoothing_hint=False)
+        if self.total.sum() > previous:
+            kinds = zip(DECODE_FAILURES, self.total, strict=True)
+            counts = ", ".join(f"{kind} {n}" for kind, n in kinds if n)
+            logger.warning("%d unreadable images skipped so far, all ranks (%s)", self.total.sum(), counts)
+
+    def state_dict(self) -> dict:
+        return {"skipped_images": dict(zip(DECODE_FAILURES, self.total.tolist(), strict=True))}
+
+    def load_state_dict(self, state: dict) -> None:
+        counts = state.get("skipped_images", {})
+        self.resumed = np.array([int(counts.get(kind, 0)) for kind in DECODE_FAILURES], dtype=np.int64)
+        self.total = self.resumed.copy()

@@ -15,7 +15,7 @@ from torch import nn
 from soco.data.build import build_pretrain_train_loader
 from soco.solver import build_optimizer
 
-from .hooks import ModelAfterBackwardHook, MomentumHook, ThroughputHook, unwrap_model
+from .hooks import ModelAfterBackwardHook, MomentumHook, SkippedImagesHook, ThroughputHook, unwrap_model
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +90,9 @@ class PretrainTrainer(DefaultTrainer):
             momentum = cfg.PRETRAIN.MOMENTUM
             ret.append(MomentumHook(momentum.BASE, momentum.SCHEDULE, cfg.SOLVER.MAX_ITER))
         ret.append(ThroughputHook(cfg.SOLVER.IMS_PER_BATCH))
+        # before the checkpointer, so that a checkpoint holds the count of its own iteration
+        solver = cfg.SOLVER
+        ret.append(SkippedImagesHook(solver.LOG_PERIOD, solver.CHECKPOINT_PERIOD, solver.MAX_ITER))
         if comm.is_main_process():
             ret.append(
                 hooks.PeriodicCheckpointer(
@@ -100,6 +103,11 @@ class PretrainTrainer(DefaultTrainer):
             )
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.LOG_PERIOD))
         return ret
+
+    @property
+    def data_loader(self):
+        """The data stream of the running training (a :class:`soco.data.build.PretrainLoader`)."""
+        return self._trainer.data_loader
 
     def train(self):
         """Attach the data stream at ``start_iter`` (0, or the resumed iteration) and run the loop."""

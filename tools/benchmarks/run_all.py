@@ -4,6 +4,8 @@
     python tools/benchmarks/run_all.py [--output docs/BENCHMARKS.md] [--quick]
 
 Benchmarks are scripts that print numbers (never timed tests): run them on an otherwise idle machine.
+Sections of the existing file that carry the line ``<!-- recorded by hand -->`` (measurements this script
+cannot repeat, such as a before/after comparison with older code) are kept, after the generated ones.
 """
 
 import argparse
@@ -12,11 +14,13 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[2]
+KEEP_MARKER = "<!-- recorded by hand -->"
 
 
 def machine_details() -> str:
@@ -48,6 +52,14 @@ def run_benchmark(argv: list[str]) -> tuple[str, float]:
     return result.stdout.strip(), seconds
 
 
+def kept_sections(path: Path) -> list[str]:
+    """The ``## `` sections of ``path`` that contain :data:`KEEP_MARKER`, verbatim."""
+    if not path.is_file():
+        return []
+    sections = path.read_text().split("\n## ")[1:]
+    return [f"## {section.rstrip()}" for section in sections if KEEP_MARKER in section]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -64,6 +76,17 @@ def main() -> None:
         "Selective-search proposals (one core)": [
             "tools/benchmarks/bench_proposals.py",
             *(["--max-images", "2", "--no-package"] if quick else ["--repeats", "2"]),
+        ],
+        "Data cost per sample (one core)": [
+            "tools/benchmarks/bench_views.py",
+            *(["--images", "4", "--rounds", "1", "--samples", "4"] if quick else []),
+        ],
+        "Data pipeline at scale (synthetic ImageNet-like corpus)": [
+            "tools/benchmarks/bench_data_scale.py",
+            "--num-images",
+            "13000" if quick else "1281167",
+            "--workdir",
+            str(Path(tempfile.gettempdir()) / "soco_bench_data_scale"),
         ],
         "Pretraining throughput, tiny configs (CPU, 2 data workers)": [
             "tools/benchmarks/bench_pretrain.py",
@@ -92,10 +115,13 @@ def main() -> None:
         f"Measured {datetime.date.today().isoformat()} by `make bench` (`tools/benchmarks/run_all.py`) on: "
         f"{machine_details()}.",
     ]
+    kept = kept_sections(args.output)
     for title, argv in benchmarks.items():
         print(f"running {' '.join(argv)} ...", flush=True)
         output, seconds = run_benchmark(argv)
         sections += ["", f"## {title}", "", f"`python {' '.join(argv)}` ({seconds:.0f} s)", "", output]
+    for section in kept:
+        sections += ["", section]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(sections) + "\n")
     print("\n".join(sections))

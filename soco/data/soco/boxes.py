@@ -151,8 +151,8 @@ def clip_to_window(box_set: BoxSet, window: CropWindow) -> BoxSet:
     Boxes left without area are dropped; if none is left, the whole window with id 0 replaces them.
     """
     boxes = box_set.boxes.copy()
-    boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], window.left, window.right) - window.left
-    boxes[:, [1, 3]] = np.clip(boxes[:, [1, 3]], window.top, window.bottom) - window.top
+    boxes[:, 0::2] = np.clip(boxes[:, 0::2], window.left, window.right) - window.left
+    boxes[:, 1::2] = np.clip(boxes[:, 1::2], window.top, window.bottom) - window.top
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     if not keep.any():
         whole = np.array([[0.0, 0.0, window.width, window.height]])
@@ -165,18 +165,20 @@ def pad_with_common(a: BoxSet, b: BoxSet, k: int, rng=np.random) -> tuple[BoxSet
     is in both sets, so that the padding adds matched pairs. Without a common id (both views fell back
     differently) each set repeats its own boxes and the pair has no match.
     """
-    common = np.intersect1d(a.ids, b.ids)
+    # (sets of at most K ids: Python's set beats np.intersect1d / np.isin by an order of magnitude here)
+    common = set(a.ids.tolist()).intersection(b.ids.tolist())
     return _pad(a, common, k, rng), _pad(b, common, k, rng)
 
 
-def _pad(box_set: BoxSet, common_ids: np.ndarray, k: int, rng) -> BoxSet:
-    if len(box_set.ids) > k:
-        raise ValueError(f"a box set has {len(box_set.ids)} boxes, more than K = {k}")
-    pool = np.flatnonzero(np.isin(box_set.ids, common_ids))
-    if len(pool) == 0:
-        pool = np.arange(len(box_set.ids))
-    extra = rng.choice(pool, size=k - len(box_set.ids), replace=True)
-    order = np.concatenate([np.arange(len(box_set.ids)), extra]).astype(np.int64)
+def _pad(box_set: BoxSet, common_ids: set[int], k: int, rng) -> BoxSet:
+    ids = box_set.ids.tolist()
+    if len(ids) > k:
+        raise ValueError(f"a box set has {len(ids)} boxes, more than K = {k}")
+    if len(ids) == k:
+        return box_set  # nothing to draw (a draw of size 0 does not advance the RNG either)
+    pool = [i for i, box_id in enumerate(ids) if box_id in common_ids] or list(range(len(ids)))
+    extra = rng.choice(np.array(pool, dtype=np.int64), size=k - len(ids), replace=True)
+    order = np.concatenate([np.arange(len(ids)), extra]).astype(np.int64)
     return BoxSet(box_set.boxes[order], box_set.ids[order])
 
 

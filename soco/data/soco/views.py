@@ -29,12 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torchvision.transforms as T
-import torchvision.transforms.functional as F
 from detectron2.config import CfgNode
 from PIL import Image
 
 from ..build import VIEW_GENERATOR_REGISTRY
-from ..photometric import ColorRecipe, to_normalized_tensor
+from ..photometric import ColorRecipe, Normalizer
 from . import boxes as B
 from .cutout import cutout_in_boxes
 
@@ -86,9 +85,9 @@ class SoCoViews:
             )
         self.cutout_enabled, self.cutout_prob = cutout.ENABLED, cutout.PROB
         self.cutout_area = tuple(cutout.AREA)
-        data = cfg.PRETRAIN.DATA
-        self.pixel_mean, self.pixel_std = list(data.PIXEL_MEAN), list(data.PIXEL_STD)
-        self.color = [self._color_recipe(views, 0).build(), self._color_recipe(views, 1).build()]
+        self.normalize = Normalizer(cfg.PRETRAIN.DATA.PIXEL_MEAN, cfg.PRETRAIN.DATA.PIXEL_STD)
+        fast = cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC
+        self.color = [self._color_recipe(views, 0).build(fast), self._color_recipe(views, 1).build(fast)]
 
     @staticmethod
     def _color_recipe(views: CfgNode, which: int) -> ColorRecipe:
@@ -160,18 +159,23 @@ class SoCoViews:
     # --- pixels ---------------------------------------------------------------------------------------
 
     def _crop_image(self, image: Image.Image, window: B.CropWindow, size: int) -> Image.Image:
-        return F.resized_crop(
-            image, int(window.top), int(window.left), int(window.height), int(window.width), [size, size]
-        )
+        """The window resized to ``size`` x ``size`` (bilinear, antialiased): torchvision's ``resized_crop``
+        on PIL, without its copy of the whole image for V1's window.
+        """
+        left, top = int(window.left), int(window.top)
+        right, bottom = left + int(window.width), top + int(window.height)
+        if (left, top, right, bottom) != (0, 0, *image.size):
+            image = image.crop((left, top, right, bottom))
+        return image.resize((size, size), Image.BILINEAR)
 
     def _render(
         self, view_image: Image.Image, view: int, flip: bool, boxes: torch.Tensor | None
     ) -> torch.Tensor:
         """Flip, colour (V1's recipe for view 1), normalise, then cut out inside ``boxes`` if given."""
         if flip:
-            view_image = F.hflip(view_image)
+            view_image = view_image.transpose(Image.FLIP_LEFT_RIGHT)
         view_image = self.color[0 if view == 1 else 1](view_image)
-        tensor = to_normalized_tensor(view_image, self.pixel_mean, self.pixel_std)
+        tensor = self.normalize(view_image)
         if boxes is not None and self.cutout_enabled:
             cutout_in_boxes(tensor, boxes.numpy(), self.cutout_prob, self.cutout_area)
         return tensor
@@ -255,6 +259,6 @@ class SoCoFPNStarViews(SoCoFPNViews):
         flips = self._flips()
         out = self._finish(sets, [("1_2", "2"), ("1_3", "3"), ("1_2", "4")], flips)
         crop_images = self._render_v1_v2_v3(image, whole, crops, flips, out)
-        view4_image = F.resize(crop_images[2], [self.sizes[3], self.sizes[3]])
+        view4_image = crop_images[2].resize((self.sizes[3], self.sizes[3]), Image.BILINEAR)
         out["view4"] = self._render(view4_image, 4, flips[4], out["boxes4"])
         return out
