@@ -112,6 +112,9 @@ def _add_soco_model_config(cfg: CN) -> None:
     # terms, different BN statistics, a 4x cheaper head).
     cfg.SOCO = CN()
     cfg.SOCO.POOL_ALL_LEVELS = True
+    # Batch-norm batches of the RoI head, projector and predictor: "per_level" (original SoCo) runs them once
+    # per (box set, pyramid level); "per_box_set" once per box set on all its levels' RoIs together.
+    cfg.SOCO.HEAD_BATCHING = "per_level"
     # Zero-initialise the last norm's scale (gamma) of every residual block, as SoCo's torchvision ResNet.
     cfg.SOCO.ZERO_INIT_RESIDUAL = True
     cfg.SOCO.HEAD = CN()

@@ -5,8 +5,9 @@ from detectron2.config import get_cfg
 from PIL import Image
 
 from soco.config import add_soco_config
+from soco.data.batch_keys import multi_crop_key
 from soco.data.build import VIEW_GENERATOR_REGISTRY, seed_sample_rngs
-from soco.data.image_views import MoCoV2Views, MultiCropViews, multi_crop_key
+from soco.data.image_views import MoCoV2Views, MultiCropViews
 
 
 def _cfg(**overrides):

@@ -89,3 +89,10 @@ def test_the_fast_approximation_is_off_unless_asked():
     add_soco_config(cfg)
     assert cfg.PRETRAIN.DATA.FAST_PHOTOMETRIC is False
     assert SOCO_V1.build().fast is False
+
+
+def test_pil_gaussian_blur_smooths():
+    pixels = (np.indices((32, 32)).sum(axis=0) % 2 * 255).astype(np.uint8)
+    image = Image.fromarray(np.stack([pixels] * 3, axis=-1))
+    blurred = np.asarray(RandomPILGaussianBlur((1.0, 2.0))(image), dtype=np.float64)
+    assert blurred.std() < 0.5 * pixels.std()

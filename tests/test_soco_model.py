@@ -2,48 +2,15 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 from detectron2 import model_zoo
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
-from PIL import Image
-from torch.utils.data import default_collate
+from soco_testing import tiny_batch, tiny_cfg
 
-import soco.modeling  # noqa: F401  (registers the meta-architectures)
-from soco.config import add_soco_config
-from soco.data import VIEW_GENERATOR_REGISTRY
+from soco.data import batch_keys as keys
 from soco.modeling.soco_loss import matched_cosine_loss, symmetric_pair_loss
-
-TINY = {
-    "fpn": "soco/configs/tiny/SoCo_FPN.yaml",
-    "star": "soco/configs/tiny/SoCo_FPN_Star.yaml",
-    "c4": "soco/configs/tiny/SoCo_C4.yaml",
-}
-
-
-def tiny_cfg(variant: str, *opts):
-    cfg = get_cfg()
-    add_soco_config(cfg)
-    cfg.merge_from_file(TINY[variant])
-    sizes = {"fpn": [64, 64, 32], "star": [64, 64, 48, 32], "c4": [64, 64]}[variant]
-    cfg.merge_from_list(["SOCO.VIEWS.SIZES", sizes, "SOCO.BOXES.LEVEL_THRESHOLDS", [16, 32, 48, 64], *opts])
-    return cfg
-
-
-def tiny_batch(cfg, num_images: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:
-    rng = np.random.RandomState(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    generator = VIEW_GENERATOR_REGISTRY.get(cfg.PRETRAIN.DATA.VIEW_GENERATOR)(cfg)
-    samples = []
-    for _ in range(num_images):
-        pixels = rng.randint(0, 255, size=(90, 120, 3)).astype(np.uint8)
-        proposals = np.array([[5, 5, 40, 30], [50, 20, 60, 60], [0, 0, 119, 89], [20, 40, 30, 40]])
-        samples.append(generator(Image.fromarray(pixels), proposals))
-    return default_collate(samples)
-
 
 # --- loss ------------------------------------------------------------------------------------------------
 
@@ -190,4 +157,109 @@ def test_online_weights_load_into_detectron2_mask_rcnn_by_name(variant, zoo_conf
 def test_batch_without_correspondence_is_rejected():
     model = build_model(tiny_cfg("fpn"))
     with pytest.raises(ValueError, match="correspondence"):
-        model({"view1": torch.zeros(1, 3, 64, 64)})
+        model({keys.view_key(1): torch.zeros(1, 3, 64, 64)})
+
+
+def test_state_dict_keeps_detectron2_names_without_duplicates():
+    for variant, head in (("fpn", "roi_heads.box_head."), ("c4", "roi_heads.res5.")):
+        state = build_model(tiny_cfg(variant)).state_dict()
+        online = ("backbone.", head, "projector.", "predictor.")
+        target = tuple(f"target.{prefix}" for prefix in online[:3])
+        assert all(name.startswith(online + target) for name in state), variant
+        assert {name for name in state if name.startswith("target.")} == {
+            f"target.{name}" for name in state if name.startswith(online[:3])
+        }
+
+
+# --- batch-norm batches of the RoI head and MLPs (SOCO.HEAD_BATCHING) -------------------------------------
+
+
+def _models_per_batching(variant: str, *opts) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    torch.manual_seed(0)
+    per_level = build_model(tiny_cfg(variant, "SOCO.HEAD_BATCHING", "per_level", *opts))
+    per_box_set = build_model(tiny_cfg(variant, "SOCO.HEAD_BATCHING", "per_box_set", *opts))
+    per_box_set.load_state_dict(per_level.state_dict())
+    return per_level, per_box_set, tiny_batch(tiny_cfg(variant, *opts))
+
+
+def _embeddings(model, batch) -> dict[str, torch.Tensor]:
+    names = keys.box_sets(keys.pairs(batch))
+    with torch.no_grad():
+        online = model.online_branch()
+        projected = online.embed_box_sets(batch, names)
+        out = {f"target{n}": z for n, z in model.target.embed_box_sets(batch, names).items()}
+        for name, z in projected.items():
+            out[f"prediction{name}"] = model.predict(z, online.head_batches(batch[keys.levels_key(name)]))
+    return out
+
+
+@pytest.mark.parametrize("variant, pool_all_levels", [("fpn", True), ("fpn", False), ("star", True)])
+def test_head_batchings_agree_in_eval_mode_and_differ_in_train_mode(variant, pool_all_levels):
+    per_level, per_box_set, batch = _models_per_batching(variant, "SOCO.POOL_ALL_LEVELS", pool_all_levels)
+    per_level.eval(), per_box_set.eval()
+    eval_level, eval_box_set = _embeddings(per_level, batch), _embeddings(per_box_set, batch)
+    for name, value in eval_level.items():
+        torch.testing.assert_close(eval_box_set[name], value, rtol=1e-4, atol=1e-5)
+    losses_level, losses_box_set = per_level(batch), per_box_set(batch)
+    for name, value in losses_level.items():
+        assert losses_box_set[name].item() == pytest.approx(value.item(), abs=1e-5)
+    per_level.train(), per_box_set.train()  # batch statistics: each level normalised apart, or not
+    train_level, train_box_set = _embeddings(per_level, batch), _embeddings(per_box_set, batch)
+    for name, value in train_level.items():
+        assert (train_box_set[name] - value).abs().max() > 1e-3, name
+    losses_level, losses_box_set = per_level(batch), per_box_set(batch)
+    assert all(abs(losses_box_set[n].item() - v.item()) > 1e-4 for n, v in losses_level.items())
+
+
+def test_c4_has_one_level_so_both_head_batchings_are_the_same():
+    per_level, per_box_set, batch = _models_per_batching("c4")
+    for name, value in per_level(batch).items():
+        assert per_box_set(batch)[name].item() == pytest.approx(value.item(), abs=1e-6)
+
+
+def test_per_level_batches_of_assigned_levels_skip_empty_levels_and_merge_single_rois():
+    cfg = tiny_cfg("fpn", "SOCO.POOL_ALL_LEVELS", False)
+    model = build_model(cfg).train()
+    batch = tiny_batch(cfg)
+    # V3 is 32 px: with thresholds 16/32/48/64 its boxes are on P2/P3, so P4/P5 hold none of box set 3
+    assert set(batch[keys.levels_key("3")].unique().tolist()) <= {0, 1}
+    calls = []
+    model.roi_heads.register_forward_hook(lambda module, args, out: calls.append(len(args[0])))
+    losses = model(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+    names = keys.box_sets(keys.pairs(batch))
+    expected = [int((batch[keys.levels_key(n)] == level).sum()) for n in names for level in range(4)]
+    assert all(count != 1 for count in expected), "the batch must not test the single-box case here"
+    assert calls == [count for count in expected if count], "one head call per non-empty level"
+    single = dict(batch)
+    levels = torch.zeros_like(batch[keys.levels_key("2")])
+    levels[0, 0] = 1  # the only box on P3: normalised with the boxes of P2 (train-mode BN needs 2 values)
+    single[keys.levels_key("2")] = levels
+    calls.clear()
+    assert all(torch.isfinite(v) for v in model(single).values())
+    online = model.online_branch()
+    assert [len(rows) for rows in online.head_batches(levels)] == [levels.numel()]
+    assert calls == [len(rows) for n in names for rows in online.head_batches(single[keys.levels_key(n)])]
+
+
+def test_forward_is_online_branch_predictor_target_branch_and_loss():
+    cfg = tiny_cfg("fpn")
+    model = build_model(cfg).train()
+    batch = tiny_batch(cfg)
+    losses = model(batch)
+    pairs = keys.pairs(batch)
+    names = keys.box_sets(pairs)
+    online = model.online_branch()
+    embedded = {}
+    for name in names:
+        view = batch[keys.view_key(keys.view_of(name))]
+        boxes, levels = batch[keys.boxes_key(name)], batch[keys.levels_key(name)]
+        (projected,) = online(view, [boxes], [levels])  # (N, P*K, D)
+        prediction = model.predict(projected, online.head_batches(levels))
+        with torch.no_grad():
+            (target,) = model.target(view, [boxes], [levels])
+        embedded[name] = prediction, target
+    assert sorted(losses) == [keys.loss_key(a, b) for a, b in pairs]
+    for a, b in pairs:
+        expected = symmetric_pair_loss(*embedded[a], *embedded[b], batch[keys.correspondence_key(a, b)])
+        assert losses[keys.loss_key(a, b)].item() == pytest.approx(expected.item(), abs=1e-6)

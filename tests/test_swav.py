@@ -10,7 +10,7 @@ from baselines_testing import (
 )
 from detectron2.utils.events import EventStorage
 
-from soco.data.image_views import multi_crop_key
+from soco.data.batch_keys import multi_crop_key
 from soco.modeling.backbone import global_pool
 from soco.modeling.sinkhorn import distributed_sinkhorn
 

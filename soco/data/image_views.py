@@ -8,9 +8,9 @@ proposals.
                    (``MOCO.VIEWS``): random-resized crop, colour jitter 0.4/0.4/0.4/0.1 (p 0.8),
                    grayscale (p 0.2), PIL Gaussian blur sigma ~ U(0.1, 2) (p 0.5), horizontal flip
 ``MultiCropViews`` ``{"crops_0": (n_0, 3, S_0, S_0), "crops_1": ...}``: SwAV's multi-crop (``SWAV.VIEWS``),
-                   one entry per crop resolution, each crop a random-resized crop of its own scale range,
-                   flip, colour distortion of strength 1 (jitter 0.8/0.8/0.8/0.2 p 0.8, grayscale p 0.2),
-                   PIL Gaussian blur (p 0.5)
+                   one entry per crop resolution (named by ``batch_keys.multi_crop_key``), each crop a
+                   random-resized crop of its own scale range, flip, colour distortion of strength 1
+                   (jitter 0.8/0.8/0.8/0.2 p 0.8, grayscale p 0.2), PIL Gaussian blur (p 0.5)
 =================  ======================================================================================
 
 Views are RGB, normalised by ``PRETRAIN.DATA.PIXEL_MEAN`` / ``PIXEL_STD``. SwAV's code normalises with a red
@@ -28,6 +28,7 @@ import torchvision.transforms as T
 from detectron2.config import CfgNode
 from PIL import Image
 
+from .batch_keys import multi_crop_key
 from .build import VIEW_GENERATOR_REGISTRY
 from .photometric import ColorRecipe, Normalizer
 
@@ -56,11 +57,6 @@ SWAV_COLOR = ColorRecipe(
     solarize_prob=0.0,
     solarize_threshold=128,
 )
-
-
-def multi_crop_key(group: int) -> str:
-    """Name of the batch entry holding the crops of resolution group ``group`` (0: the largest crops)."""
-    return f"crops_{group}"
 
 
 def _check_scale(scale: Sequence[float], key: str) -> tuple[float, float]:

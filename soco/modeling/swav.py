@@ -26,7 +26,7 @@ from detectron2.utils import comm
 from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
-from soco.data.image_views import multi_crop_key
+from soco.data.batch_keys import multi_crop_groups, multi_crop_key
 
 from .backbone import build_res5_backbone, global_pool
 from .mlp import MLP
@@ -155,9 +155,8 @@ class SwAV(nn.Module):
 
     def _crops(self, batch: dict[str, Tensor]) -> list[Tensor]:
         """The crop groups of the batch, largest resolution first: ``[(B, n_g, 3, S_g, S_g), ...]``."""
-        groups = []
-        while multi_crop_key(len(groups)) in batch:
-            groups.append(batch[multi_crop_key(len(groups))].to(self.device, non_blocking=True))
+        num_groups = multi_crop_groups(batch)
+        groups = [batch[multi_crop_key(g)].to(self.device, non_blocking=True) for g in range(num_groups)]
         if not groups:
             raise KeyError(
                 f"SwAV expects the batch entries {multi_crop_key(0)}, {multi_crop_key(1)}, ... of "

@@ -10,7 +10,9 @@ AMPTrainer with LARS) and the momentum update. After warm-up steps, it reports
 * ``peak MiB``: CUDA ``max_memory_allocated``, or on CPU the main process's peak RSS (workers excluded).
 
 For SoCo FPN configs, ``--head-cost`` also splits a step's forward+backward into backbone (+FPN, both
-branches) and the rest (RoIAlign, box head, MLPs, loss) with ``SOCO.POOL_ALL_LEVELS`` True and False.
+branches) and the rest (RoIAlign, box head, MLPs, loss) for ``SOCO.POOL_ALL_LEVELS`` True and False, each
+with both ``SOCO.HEAD_BATCHING`` values (``per_level``: one head/MLP call per box set and level, as the
+original; ``per_box_set``: one call per box set). ``--no-throughput`` measures only that.
 
     python tools/benchmarks/bench_pretrain.py                      # tiny SoCo + baseline configs, CPU
     python tools/benchmarks/bench_pretrain.py --configs soco/configs/SoCo_FPN_100ep.yaml --batch-sizes 128 \
@@ -36,9 +38,11 @@ from PIL import Image
 
 import soco.modeling  # noqa: F401  (registers the meta-architectures)
 from soco.config import add_soco_config
+from soco.data import batch_keys
 from soco.data.build import build_pretrain_train_loader
 from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.trainer import build_step_runner
+from soco.modeling.soco_rois import HEAD_BATCHINGS
 from soco.solver import build_optimizer
 
 REPO = Path(__file__).resolve().parents[2]
@@ -123,13 +127,16 @@ def bench_config(args: argparse.Namespace, config: str, batch: int) -> dict:
     }
 
 
-def bench_head_cost(args: argparse.Namespace, config: str, batch: int, pool_all_levels: bool) -> dict:
+def bench_head_cost(
+    args: argparse.Namespace, config: str, batch: int, pool_all_levels: bool, head_batching: str
+) -> dict:
     """Forward+backward time of a SoCo FPN step split into backbone (+FPN, online and target) and the rest."""
-    cfg = setup_pretrain_cfg(config, _overrides(args, batch) + ["SOCO.POOL_ALL_LEVELS", str(pool_all_levels)])
+    soco_opts = ["SOCO.POOL_ALL_LEVELS", str(pool_all_levels), "SOCO.HEAD_BATCHING", head_batching]
+    cfg = setup_pretrain_cfg(config, _overrides(args, batch) + soco_opts)
     model = build_model(cfg)
     data = next(iter(build_pretrain_train_loader(cfg)))
     data = {key: value.to(model.device) for key, value in data.items()}
-    views = [data[key] for key in sorted(data) if key.startswith("view")]
+    views = [data[batch_keys.view_key(v)] for v in batch_keys.views(data)]
     use_amp = args.amp and args.device.startswith("cuda")
     autocast = torch.autocast(device_type=model.device.type, enabled=use_amp)
 
@@ -140,11 +147,11 @@ def bench_head_cost(args: argparse.Namespace, config: str, batch: int, pool_all_
 
     def backbone_step() -> None:
         with autocast:
-            online = [model.backbone(model.pad_to_divisibility(v)) for v in views]
+            online = [model.online_branch().features(view) for view in views]
             with torch.no_grad():
                 for view in views:
-                    model.target.backbone(model.pad_to_divisibility(view))
-            loss = sum(f.float().mean() for features in online for f in features.values())
+                    model.target.features(view)
+            loss = sum(f.float().mean() for features in online for f in features)
         loss.backward()
 
     # alternate the two measurements so that load changes on a shared machine hit both alike; take medians
@@ -164,6 +171,7 @@ def bench_head_cost(args: argparse.Namespace, config: str, batch: int, pool_all_
         "config": Path(config).stem,
         "batch": batch,
         "pool_all_levels": pool_all_levels,
+        "head_batching": head_batching,
         **timings,
         "head_s": head,
         "head_over_backbone": head / timings["backbone_s"],
@@ -231,10 +239,12 @@ def parse_args() -> argparse.Namespace:
     add("--num-workers", type=int, default=None, help="DATALOADER.NUM_WORKERS (default: the config's)")
     add("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     add("--head-cost", action="store_true", help="also split SoCo FPN steps into backbone and head")
+    add("--no-throughput", action="store_true", help="skip the throughput table (e.g. with --head-cost)")
     add("--image-root", default="", help="image corpus (default: synthetic, written to a temp dir)")
     add("--proposals", default="", help="proposals for --image-root (SoCo JSON or store)")
     add("--child", choices=["throughput", "head"], help=argparse.SUPPRESS)
     add("--pool-all-levels", default="True", help=argparse.SUPPRESS)
+    add("--head-batching", default=HEAD_BATCHINGS[0], choices=HEAD_BATCHINGS, help=argparse.SUPPRESS)
     add("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every config")
     args = parser.parse_args()
     args.opts = [o for o in args.opts if o != "--"]
@@ -254,7 +264,7 @@ def main() -> None:
         if args.child == "throughput":
             result = bench_config(args, config, batch)
         else:
-            result = bench_head_cost(args, config, batch, args.pool_all_levels == "True")
+            result = bench_head_cost(args, config, batch, args.pool_all_levels == "True", args.head_batching)
         print(json.dumps(result))
         return
     configs = args.configs or default_configs()
@@ -264,26 +274,32 @@ def main() -> None:
             args.image_root, args.proposals = write_corpus(Path(tmp), count)
         threads = args.threads or torch.get_num_threads()
         print(f"device {args.device}, AMP {args.amp}, torch threads {threads}, {args.iters} timed iterations")
-        rows = [run_isolated(args, "throughput", c, b, []) for c in configs for b in args.batch_sizes]
-        print_table(
-            rows,
-            [
-                ("config", "config", ""),
-                ("batch", "batch", "d"),
-                ("workers", "workers", "d"),
-                ("images_per_sec", "img/s", ".2f"),
-                ("step_s", "step s", ".3f"),
-                ("data_share", "data %", ".1%"),
-                ("peak_mib", "peak MiB", ".0f"),
-            ],
-        )
+        if not args.no_throughput:
+            rows = [run_isolated(args, "throughput", c, b, []) for c in configs for b in args.batch_sizes]
+            print_table(
+                rows,
+                [
+                    ("config", "config", ""),
+                    ("batch", "batch", "d"),
+                    ("workers", "workers", "d"),
+                    ("images_per_sec", "img/s", ".2f"),
+                    ("step_s", "step s", ".3f"),
+                    ("data_share", "data %", ".1%"),
+                    ("peak_mib", "peak MiB", ".0f"),
+                ],
+            )
         if args.head_cost:
             fpn_configs = [c for c in configs if meta_architecture(c) == "SoCoFPN"]
+            variants = [
+                ["--pool-all-levels", str(pool), "--head-batching", batching]
+                for pool in (True, False)
+                for batching in HEAD_BATCHINGS
+            ]
             head_rows = [
-                run_isolated(args, "head", c, b, ["--pool-all-levels", str(pool)])
+                run_isolated(args, "head", c, b, flags)
                 for c in fpn_configs
                 for b in args.batch_sizes
-                for pool in (True, False)
+                for flags in variants
             ]
             print("\nSoCo FPN forward + backward: backbone+FPN (both branches) vs RoI head, MLPs and loss")
             print_table(
@@ -292,6 +308,7 @@ def main() -> None:
                     ("config", "config", ""),
                     ("batch", "batch", "d"),
                     ("pool_all_levels", "all levels", ""),
+                    ("head_batching", "head BN batches", ""),
                     ("total_s", "total s", ".3f"),
                     ("backbone_s", "backbone s", ".3f"),
                     ("head_s", "head s", ".3f"),

@@ -9,8 +9,9 @@ Registered in ``VIEW_GENERATOR_REGISTRY`` and chosen by ``PRETRAIN.DATA.VIEW_GEN
 ``SoCoFPNStarViews``   as ``SoCoFPNViews`` plus V4 = V2 resized (SoCo*; V3 is usually 192 px)
 =====================  =====================================================================================
 
-Output of a call (fixed shapes, batched by ``default_collate``), with box *sets* named by the view they
-live in and, for V1, the view they are paired with (``"1_2"``: V1's boxes for the pair with V2):
+Output of a call (fixed shapes, batched by ``default_collate``), named by ``soco.data.batch_keys``: box
+*sets* are named by the view they live in and, for V1, the view they are paired with (``"1_2"``: V1's
+boxes for the pair with V2):
 
 * ``view{v}``: (3, S_v, S_v) float32, normalised RGB;
 * ``boxes{set}``: (K, 4) float32, continuous xyxy in the view's pixels after its flip (see ``boxes.py``);
@@ -32,6 +33,7 @@ import torchvision.transforms as T
 from detectron2.config import CfgNode
 from PIL import Image
 
+from ..batch_keys import box_set, boxes_key, correspondence_key, levels_key, view_key
 from ..build import VIEW_GENERATOR_REGISTRY
 from ..photometric import ColorRecipe, Normalizer
 from . import boxes as B
@@ -39,6 +41,11 @@ from .cutout import cutout_in_boxes
 
 #: sentinel ids of empty level slots, distinct per side of a pair so that they never match
 _EMPTY_SLOT_A, _EMPTY_SLOT_B = -1, -2
+
+
+def _crop_pair(view: int) -> tuple[str, str]:
+    """The pair of V1's box set for view ``view`` and that view's own box set, e.g. ("1_2", "2")."""
+    return box_set(1, view), box_set(view)
 
 
 @dataclass
@@ -146,14 +153,14 @@ class SoCoViews:
             size = self.sizes[placed.view - 1]
             boxes = B.flip_boxes(placed.boxes, size) if flips[placed.view] else placed.boxes
             levels = B.assign_levels(boxes, self.level_thresholds)
-            out[f"boxes{name}"] = torch.from_numpy(boxes.astype(np.float32))
-            out[f"levels{name}"] = torch.from_numpy(levels)
+            out[boxes_key(name)] = torch.from_numpy(boxes.astype(np.float32))
+            out[levels_key(name)] = torch.from_numpy(levels)
             slots[name] = (placed.ids, levels)
         num_levels = len(self.level_thresholds)
         for a, b in pairs:
             slots_a = B.level_slot_ids(*slots[a], num_levels, _EMPTY_SLOT_A)
             slots_b = B.level_slot_ids(*slots[b], num_levels, _EMPTY_SLOT_B)
-            out[f"correspondence{a}_vs_{b}"] = torch.from_numpy(B.correspondence_matrix(slots_a, slots_b))
+            out[correspondence_key(a, b)] = torch.from_numpy(B.correspondence_matrix(slots_a, slots_b))
         return out
 
     # --- pixels ---------------------------------------------------------------------------------------
@@ -168,17 +175,18 @@ class SoCoViews:
             image = image.crop((left, top, right, bottom))
         return image.resize((size, size), Image.BILINEAR)
 
-    def _render(
-        self, view_image: Image.Image, view: int, flip: bool, boxes: torch.Tensor | None
-    ) -> torch.Tensor:
-        """Flip, colour (V1's recipe for view 1), normalise, then cut out inside ``boxes`` if given."""
+    def _render(self, out: dict[str, torch.Tensor], view_image: Image.Image, view: int, flip: bool) -> None:
+        """``out[view{v}]``: flip, colour (V1's recipe for view 1), normalise; views after V1 then get the
+        cutout inside their own box set (``out`` holds it already) when enabled.
+        """
         if flip:
             view_image = view_image.transpose(Image.FLIP_LEFT_RIGHT)
         view_image = self.color[0 if view == 1 else 1](view_image)
         tensor = self.normalize(view_image)
-        if boxes is not None and self.cutout_enabled:
-            cutout_in_boxes(tensor, boxes.numpy(), self.cutout_prob, self.cutout_area)
-        return tensor
+        if view > 1 and self.cutout_enabled:
+            boxes = out[boxes_key(box_set(view))].numpy()
+            cutout_in_boxes(tensor, boxes, self.cutout_prob, self.cutout_area)
+        out[view_key(view)] = tensor
 
     def _flips(self) -> dict[int, bool]:
         return {v: bool(np.random.uniform() < self.flip_prob) for v in range(1, self.NUM_VIEWS + 1)}
@@ -197,9 +205,9 @@ class SoCoC4Views(SoCoViews):
         (crop,), (selected,) = self._draw_crops_and_select(image, proposal_boxes, 1)
         anchor, other = self._place_pair(whole, crop, 2, selected)
         flips = self._flips()
-        out = self._finish({"1_2": anchor, "2": other}, [("1_2", "2")], flips)
-        out["view1"] = self._render(self._crop_image(image, whole, self.sizes[0]), 1, flips[1], None)
-        out["view2"] = self._render(self._crop_image(image, crop, self.sizes[1]), 2, flips[2], out["boxes2"])
+        out = self._finish(dict(zip(_crop_pair(2), (anchor, other), strict=True)), [_crop_pair(2)], flips)
+        self._render(out, self._crop_image(image, whole, self.sizes[0]), 1, flips[1])
+        self._render(out, self._crop_image(image, crop, self.sizes[1]), 2, flips[2])
         return out
 
 
@@ -217,7 +225,8 @@ class SoCoFPNViews(SoCoViews):
         crops, selected = self._draw_crops_and_select(image, B.proposals_to_boxes(proposals, *image.size), 2)
         sets: dict[str, _PlacedBoxes] = {}
         for view, crop, chosen in zip((2, 3), crops, selected, strict=True):
-            sets[f"1_{view}"], sets[str(view)] = self._place_pair(whole, crop, view, chosen)
+            anchor, other = self._place_pair(whole, crop, view, chosen)
+            sets.update(zip(_crop_pair(view), (anchor, other), strict=True))
         return whole, crops, sets
 
     def _render_v1_v2_v3(
@@ -229,17 +238,17 @@ class SoCoFPNViews(SoCoViews):
         out: dict[str, torch.Tensor],
     ) -> dict[int, Image.Image]:
         """Render V1..V3 into ``out``; returns the V2 and V3 crops before flip and colour."""
-        out["view1"] = self._render(self._crop_image(image, whole, self.sizes[0]), 1, flips[1], None)
+        self._render(out, self._crop_image(image, whole, self.sizes[0]), 1, flips[1])
         crop_images = {}
         for view, crop in zip((2, 3), crops, strict=True):
             crop_images[view] = self._crop_image(image, crop, self.sizes[view - 1])
-            out[f"view{view}"] = self._render(crop_images[view], view, flips[view], out[f"boxes{view}"])
+            self._render(out, crop_images[view], view, flips[view])
         return crop_images
 
     def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:
         whole, crops, sets = self._place_v2_v3(image, proposals)
         flips = self._flips()
-        out = self._finish(sets, [("1_2", "2"), ("1_3", "3")], flips)
+        out = self._finish(sets, [_crop_pair(2), _crop_pair(3)], flips)
         self._render_v1_v2_v3(image, whole, crops, flips, out)
         return out
 
@@ -255,10 +264,11 @@ class SoCoFPNStarViews(SoCoFPNViews):
     def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:
         whole, crops, sets = self._place_v2_v3(image, proposals)
         downscale = self.sizes[3] / self.sizes[1]
-        sets["4"] = _PlacedBoxes(4, sets["2"].boxes * downscale, sets["2"].ids)
+        view2 = sets[box_set(2)]
+        sets[box_set(4)] = _PlacedBoxes(4, view2.boxes * downscale, view2.ids)
         flips = self._flips()
-        out = self._finish(sets, [("1_2", "2"), ("1_3", "3"), ("1_2", "4")], flips)
+        out = self._finish(sets, [_crop_pair(2), _crop_pair(3), (box_set(1, 2), box_set(4))], flips)
         crop_images = self._render_v1_v2_v3(image, whole, crops, flips, out)
         view4_image = crop_images[2].resize((self.sizes[3], self.sizes[3]), Image.BILINEAR)
-        out["view4"] = self._render(view4_image, 4, flips[4], out["boxes4"])
+        self._render(out, view4_image, 4, flips[4])
         return out
