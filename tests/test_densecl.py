@@ -11,6 +11,7 @@ from baselines_testing import (
 )
 from torch import nn
 
+from soco.data.batch_keys import TWO_VIEWS_KEY
 from soco.modeling.contrastive import info_nce_logits, info_nce_loss
 from soco.modeling.densecl import apply_per_cell, dense_correspondence
 
@@ -54,7 +55,7 @@ def test_losses_are_weighted_global_and_dense_infonce():
     queue, dense_queue = model.queue.features.clone(), model.dense_queue.features.clone()
     losses = model(batch)
     assert set(losses) == {"loss_global", "loss_dense"}
-    views = batch["views"]
+    views = batch[TWO_VIEWS_KEY]
     with torch.no_grad():
         query_features, query = model.encode(views[:, 0])
         dense_query = F.normalize(apply_per_cell(model.dense_projector, query_features), dim=2)  # (4, 4, 16)

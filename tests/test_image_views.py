@@ -5,7 +5,7 @@ from detectron2.config import get_cfg
 from PIL import Image
 
 from soco.config import add_soco_config
-from soco.data.batch_keys import multi_crop_key
+from soco.data.batch_keys import TWO_VIEWS_KEY, multi_crop_key
 from soco.data.build import VIEW_GENERATOR_REGISTRY, seed_sample_rngs
 from soco.data.image_views import MoCoV2Views, MultiCropViews
 
@@ -34,8 +34,8 @@ def test_moco_v2_views_are_two_independent_normalised_crops():
     generator = MoCoV2Views(_cfg(**{"MOCO.VIEWS.SIZE": 48}))
     seed_sample_rngs(0, 0)
     out = generator(_image(), None)
-    assert set(out) == {"views"}
-    views = out["views"]
+    assert set(out) == {TWO_VIEWS_KEY}
+    views = out[TWO_VIEWS_KEY]
     assert views.shape == (2, 3, 48, 48) and views.dtype == torch.float32
     assert not torch.equal(views[0], views[1])
     # normalised: [0, 1] pixels minus the ImageNet mean over the std stay within about [-2.2, 2.7]
@@ -45,11 +45,11 @@ def test_moco_v2_views_are_two_independent_normalised_crops():
 def test_views_are_reproducible_from_the_sample_seed():
     generator = MoCoV2Views(_cfg(**{"MOCO.VIEWS.SIZE": 32}))
     seed_sample_rngs(3, 17)
-    first = generator(_image(), None)["views"]
+    first = generator(_image(), None)[TWO_VIEWS_KEY]
     seed_sample_rngs(3, 17)
-    again = generator(_image(), None)["views"]
+    again = generator(_image(), None)[TWO_VIEWS_KEY]
     seed_sample_rngs(3, 18)
-    other = generator(_image(), None)["views"]
+    other = generator(_image(), None)[TWO_VIEWS_KEY]
     torch.testing.assert_close(first, again, rtol=0, atol=0)
     assert not torch.equal(first, other)
 

@@ -11,6 +11,7 @@ from baselines_testing import (
     two_views,
 )
 
+from soco.data.batch_keys import TWO_VIEWS_KEY
 from soco.engine.pretrain import setup_pretrain_cfg
 
 TINY_MOCO = CONFIGS / "tiny" / "MoCoV2.yaml"
@@ -59,8 +60,8 @@ def test_loss_is_infonce_over_key_and_queue_and_keys_are_enqueued():
     queue = model.queue.features.clone()  # (16, 16)
     loss = model(batch)["loss_moco"]
     with torch.no_grad():  # train-mode BN uses batch statistics, so recomputing gives the same embeddings
-        _, query = model.encode(batch["views"][:, 0])
-        key = model.encode_keys(batch["views"][:, 1])
+        _, query = model.encode(batch[TWO_VIEWS_KEY][:, 0])
+        key = model.encode_keys(batch[TWO_VIEWS_KEY][:, 1])
     expected = 0.0
     for n in range(4):
         positive = math.exp(float(query[n] @ key[n]) / 0.2)

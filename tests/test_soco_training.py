@@ -151,6 +151,20 @@ def test_launcher_builds_the_multi_node_command_from_slurm_variables(tmp_path):
     assert words[-2:] == ["SOLVER.IMS_PER_BATCH", "1024"] and "soco/configs/SoCo_FPN_100ep.yaml" in words
     assert words[words.index("OUTPUT_DIR") + 1] == str(tmp_path / "output" / "soco_fpn_100ep")
     assert words[words.index("PRETRAIN.DATA.PROPOSALS") + 1] == "/p.json"
+    index = words[words.index("PRETRAIN.DATA.CORPUS_INDEX") + 1]
+    assert index == str(tmp_path / "output" / "soco_fpn_100ep" / "corpus_index.txt")
+    own_index = subprocess.run(
+        [*command, "PRETRAIN.DATA.CORPUS_INDEX", "/shared/index.txt"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (
+        own_index.stdout.split().count("PRETRAIN.DATA.CORPUS_INDEX") == 1
+        and "/shared/index.txt" in own_index.stdout
+    )
     image_level = subprocess.run(
         [str(REPO / "tools" / "MoCoV2_200ep.sh"), "--data", "imgs", "--dry-run"],
         cwd=tmp_path,

@@ -118,6 +118,9 @@ command=(
 )
 # Image-level methods (MoCo v2, SwAV, DenseCL) take no proposals; SoCo refuses to start without them.
 [[ -n "$proposals" ]] && command+=(PRETRAIN.DATA.PROPOSALS "$proposals")
+# List the corpus once per job (rank 0 writes the index, every rank and every relaunch reads it), unless the
+# trailing overrides name an index of their own.
+[[ " $* " == *" PRETRAIN.DATA.CORPUS_INDEX "* ]] || command+=(PRETRAIN.DATA.CORPUS_INDEX "$output_dir/corpus_index.txt")
 command+=("$@")
 echo "node $node_rank of $nodes, $gpus GPU(s), master ${master_addr}:${master_port}, output $output_dir" >&2
 if (( dry_run )); then

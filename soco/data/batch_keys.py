@@ -10,12 +10,18 @@ SoCo (written by ``soco.data.soco.views``, read by ``soco.modeling.soco``):
 
 SwAV multi-crop (``soco.data.image_views.MultiCropViews``, ``soco.modeling.swav``): ``crops_{g}`` holds
 the crops of resolution group g (0: the largest crops).
+
+MoCo v2 and DenseCL (``image_views.MoCoV2Views``, ``soco.modeling.moco``, ``soco.modeling.densecl``):
+``views`` (:data:`TWO_VIEWS_KEY`) holds the query and key views of each image.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+
+#: the entry of ``MoCoV2Views``: (2, 3, S, S) per sample, (B, 2, 3, S, S) batched; view 0 query, 1 key
+TWO_VIEWS_KEY = "views"
 
 _BOX_SET = r"[1-9]\d*(?:_[1-9]\d*)?"
 _BOX_SET_RE = re.compile(rf"{_BOX_SET}$")

@@ -28,7 +28,7 @@ import torchvision.transforms as T
 from detectron2.config import CfgNode
 from PIL import Image
 
-from .batch_keys import multi_crop_key
+from .batch_keys import TWO_VIEWS_KEY, multi_crop_key
 from .build import VIEW_GENERATOR_REGISTRY
 from .photometric import ColorRecipe, Normalizer
 
@@ -106,7 +106,7 @@ class MoCoV2Views:
         self.pipeline = _CropPipeline(augment, cfg.PRETRAIN.DATA.PIXEL_MEAN, cfg.PRETRAIN.DATA.PIXEL_STD)
 
     def __call__(self, image: Image.Image, proposals: np.ndarray | None) -> dict[str, torch.Tensor]:
-        return {"views": torch.stack([self.pipeline(image), self.pipeline(image)])}
+        return {TWO_VIEWS_KEY: torch.stack([self.pipeline(image), self.pipeline(image)])}
 
 
 @VIEW_GENERATOR_REGISTRY.register()

@@ -20,6 +20,8 @@ from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY
 from torch import Tensor, nn
 
+from soco.data.batch_keys import TWO_VIEWS_KEY
+
 from .backbone import global_pool
 from .contrastive import batch_shuffle, batch_unshuffle, contrastive_accuracy, info_nce_logits, info_nce_loss
 from .events import put_scalars
@@ -93,7 +95,7 @@ class DenseCL(MoCo):
         return tuple(batch_unshuffle(t, unshuffle) for t in outputs)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        views = batch["views"].to(self.device, non_blocking=True)  # (B, 2, 3, H, W)
+        views = batch[TWO_VIEWS_KEY].to(self.device, non_blocking=True)  # (B, 2, 3, H, W)
         query_features, query = self.encode(views[:, 0])  # (B, C, S, S), (B, D)
         dense_query = F.normalize(apply_per_cell(self.dense_projector, query_features), dim=2)  # (B, S*S, D)
         key_features, key, dense_key, pooled_dense_key = self.encode_dense_keys(views[:, 1])

@@ -17,6 +17,8 @@ from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone
 from torch import Tensor, nn
 
+from soco.data.batch_keys import TWO_VIEWS_KEY
+
 from .backbone import build_res5_backbone, global_pool
 from .contrastive import batch_shuffle, batch_unshuffle, contrastive_accuracy, info_nce_logits, info_nce_loss
 from .events import put_scalars
@@ -95,7 +97,7 @@ class MoCo(nn.Module):
         return batch_unshuffle(keys, unshuffle)
 
     def forward(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        views = batch["views"].to(self.device, non_blocking=True)  # (B, 2, 3, H, W)
+        views = batch[TWO_VIEWS_KEY].to(self.device, non_blocking=True)  # (B, 2, 3, H, W)
         _, query = self.encode(views[:, 0])  # (B, D)
         key = self.encode_keys(views[:, 1])  # (B, D)
         logits = info_nce_logits(query, key, self.queue.features, self.temperature)  # (B, 1 + K)

@@ -9,10 +9,12 @@ AMPTrainer with LARS) and the momentum update. After warm-up steps, it reports
 * ``data %``: mean time waiting for the loader / mean step time (target: < 10 % with the configured workers);
 * ``peak MiB``: CUDA ``max_memory_allocated``, or on CPU the main process's peak RSS (workers excluded).
 
-For SoCo FPN configs, ``--head-cost`` also splits a step's forward+backward into backbone (+FPN, both
-branches) and the rest (RoIAlign, box head, MLPs, loss) for ``SOCO.POOL_ALL_LEVELS`` True and False, each
-with both ``SOCO.HEAD_BATCHING`` values (``per_level``: one head/MLP call per box set and level, as the
-original; ``per_box_set``: one call per box set). ``--no-throughput`` measures only that.
+For SoCo FPN configs, ``--head-cost`` also times a step's forward+backward, its backbone (+FPN, both
+branches) alone and the rest alone (RoIAlign, box head, MLPs, loss: the model's forward with the backbones'
+outputs precomputed), for ``SOCO.POOL_ALL_LEVELS`` True and False, each with both ``SOCO.HEAD_BATCHING``
+values (``per_level``: one head/MLP call per box set and level, as the original; ``per_box_set``: one call
+per box set). ``--no-throughput`` measures only that; ``--cpu-time`` times it in process CPU seconds, which a
+shared CPU machine's load barely changes (use it with ``--threads 1``).
 
     python tools/benchmarks/bench_pretrain.py                      # tiny SoCo + baseline configs, CPU
     python tools/benchmarks/bench_pretrain.py --configs soco/configs/SoCo_FPN_100ep.yaml --batch-sizes 128 \
@@ -21,6 +23,7 @@ original; ``per_box_set``: one call per box set). ``--no-throughput`` measures o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import resource
 import subprocess
@@ -42,6 +45,7 @@ from soco.data import batch_keys
 from soco.data.build import build_pretrain_train_loader
 from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.trainer import build_step_runner
+from soco.modeling.soco_branch import pad_to_divisibility
 from soco.modeling.soco_rois import HEAD_BATCHINGS
 from soco.solver import build_optimizer
 
@@ -127,10 +131,42 @@ def bench_config(args: argparse.Namespace, config: str, batch: int) -> dict:
     }
 
 
+class _PrecomputedBackbone(torch.nn.Module):
+    """Stands in for a backbone: returns the outputs it computed once for each view as fresh leaves that
+    require grad, so that a forward+backward of the model times RoIAlign (and its backward), the heads, the
+    MLPs and the loss, but not the backbone.
+    """
+
+    def __init__(self, backbone: torch.nn.Module, views: list[torch.Tensor]):
+        super().__init__()
+        self.size_divisibility = backbone.size_divisibility
+        with torch.no_grad():
+            padded = [pad_to_divisibility(view, backbone.size_divisibility) for view in views]
+            self.outputs = [(image, backbone(image)) for image in padded]
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        for image, outputs in self.outputs:
+            if image.shape == images.shape and torch.equal(image, images):
+                return {name: f.detach().requires_grad_() for name, f in outputs.items()}
+        raise KeyError(f"no precomputed backbone outputs for a view of shape {tuple(images.shape)}")
+
+
+@contextlib.contextmanager
+def _backbones_replaced(model: torch.nn.Module, online: torch.nn.Module, target: torch.nn.Module):
+    saved = model.backbone, model.target.backbone
+    model.backbone, model.target.backbone = online, target
+    try:
+        yield
+    finally:
+        model.backbone, model.target.backbone = saved
+
+
 def bench_head_cost(
     args: argparse.Namespace, config: str, batch: int, pool_all_levels: bool, head_batching: str
 ) -> dict:
-    """Forward+backward time of a SoCo FPN step split into backbone (+FPN, online and target) and the rest."""
+    """Forward+backward time of a SoCo FPN step, of its backbone (+FPN, online and target) alone and of the
+    rest alone.
+    """
     soco_opts = ["SOCO.POOL_ALL_LEVELS", str(pool_all_levels), "SOCO.HEAD_BATCHING", head_batching]
     cfg = setup_pretrain_cfg(config, _overrides(args, batch) + soco_opts)
     model = build_model(cfg)
@@ -154,27 +190,34 @@ def bench_head_cost(
             loss = sum(f.float().mean() for features in online for f in features)
         loss.backward()
 
-    # alternate the two measurements so that load changes on a shared machine hit both alike; take medians
-    times: dict[str, list[float]] = {"total_s": [], "backbone_s": []}
+    with autocast:
+        precomputed = [_PrecomputedBackbone(b, views) for b in (model.backbone, model.target.backbone)]
+
+    def head_step() -> None:
+        with _backbones_replaced(model, *precomputed):
+            full_step()
+
+    # alternate the measurements so that load changes on a shared machine hit them alike; take medians
+    clock = time.process_time if args.cpu_time else time.perf_counter
+    steps = {"total_s": full_step, "backbone_s": backbone_step, "head_s": head_step}
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for iteration in range(args.warmup + args.iters):
-        for name, step in (("total_s", full_step), ("backbone_s", backbone_step)):
+        for name, step in steps.items():
             model.zero_grad(set_to_none=True)
             synchronize(args.device)
-            start = time.perf_counter()
+            start = clock()
             step()
             synchronize(args.device)
             if iteration >= args.warmup:
-                times[name].append(time.perf_counter() - start)
+                times[name].append(clock() - start)
     timings = {name: float(np.median(values)) for name, values in times.items()}
-    head = timings["total_s"] - timings["backbone_s"]
     return {
         "config": Path(config).stem,
         "batch": batch,
         "pool_all_levels": pool_all_levels,
         "head_batching": head_batching,
         **timings,
-        "head_s": head,
-        "head_over_backbone": head / timings["backbone_s"],
+        "head_over_backbone": timings["head_s"] / timings["backbone_s"],
     }
 
 
@@ -202,6 +245,8 @@ def run_isolated(args: argparse.Namespace, mode: str, config: str, batch: int, e
         command += ["--num-workers", str(args.num_workers)]
     if args.amp:
         command.append("--amp")
+    if args.cpu_time:
+        command.append("--cpu-time")
     command += ["--", *args.opts]
     result = subprocess.run(command, capture_output=True, text=True)
     lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
@@ -240,6 +285,7 @@ def parse_args() -> argparse.Namespace:
     add("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     add("--head-cost", action="store_true", help="also split SoCo FPN steps into backbone and head")
     add("--no-throughput", action="store_true", help="skip the throughput table (e.g. with --head-cost)")
+    add("--cpu-time", action="store_true", help="--head-cost in process CPU seconds (CPU only)")
     add("--image-root", default="", help="image corpus (default: synthetic, written to a temp dir)")
     add("--proposals", default="", help="proposals for --image-root (SoCo JSON or store)")
     add("--child", choices=["throughput", "head"], help=argparse.SUPPRESS)
@@ -252,6 +298,8 @@ def parse_args() -> argparse.Namespace:
         parser.error(f"config overrides must be KEY VALUE pairs, got {args.opts}")
     if bool(args.image_root) != bool(args.proposals):
         parser.error("--image-root and --proposals go together")
+    if args.cpu_time and args.device != "cpu":
+        parser.error("--cpu-time measures CPU runs only (CUDA kernels run asynchronously)")
     return args
 
 
@@ -273,7 +321,11 @@ def main() -> None:
             count = max(args.batch_sizes) * (args.warmup + args.iters + 2)
             args.image_root, args.proposals = write_corpus(Path(tmp), count)
         threads = args.threads or torch.get_num_threads()
-        print(f"device {args.device}, AMP {args.amp}, torch threads {threads}, {args.iters} timed iterations")
+        clock = "process CPU time" if args.cpu_time else "wall time"
+        print(
+            f"device {args.device}, AMP {args.amp}, torch threads {threads}, {args.iters} timed iterations, "
+            f"{clock}"
+        )
         if not args.no_throughput:
             rows = [run_isolated(args, "throughput", c, b, []) for c in configs for b in args.batch_sizes]
             print_table(
@@ -301,7 +353,10 @@ def main() -> None:
                 for b in args.batch_sizes
                 for flags in variants
             ]
-            print("\nSoCo FPN forward + backward: backbone+FPN (both branches) vs RoI head, MLPs and loss")
+            print(
+                "\nSoCo FPN forward + backward: total, backbone+FPN alone (both branches), "
+                "RoIAlign + RoI head + MLPs + loss alone"
+            )
             print_table(
                 head_rows,
                 [

@@ -94,7 +94,7 @@ def main() -> None:
             "2",
             *iters,
         ],
-        "Pretraining throughput, full-size ResNet-50 configs (CPU, batch 4) and SoCo FPN head cost": [
+        "Pretraining throughput, full-size ResNet-50 configs (CPU, batch 4)": [
             "tools/benchmarks/bench_pretrain.py",
             "--configs",
             *full_size,
@@ -102,11 +102,27 @@ def main() -> None:
             "4",
             "--num-workers",
             "2",
-            "--head-cost",
             "--iters",
             "2",
             "--warmup",
             "1",
+        ],
+        # CPU time on one thread, the head timed alone: comparable even on a machine other jobs share
+        "SoCo FPN head cost per SOCO.HEAD_BATCHING (CPU time, one thread, batch 4)": [
+            "tools/benchmarks/bench_pretrain.py",
+            "--configs",
+            "soco/configs/SoCo_FPN_100ep.yaml",
+            *([] if quick else ["soco/configs/SoCo_FPN_Star_400ep.yaml"]),
+            "--batch-sizes",
+            "4",
+            "--num-workers",
+            "2",
+            "--head-cost",
+            "--no-throughput",
+            "--threads",
+            "1",
+            "--cpu-time",
+            *(["--iters", "1", "--warmup", "1"] if quick else ["--iters", "3", "--warmup", "1"]),
         ],
     }
     sections = [
