@@ -43,6 +43,7 @@ from torch import Tensor, nn
 from .events import put_scalars
 from .mlp import MLP
 from .momentum import create_target, ema_update_
+from .precision import at_least_float32
 from .soco_loss import symmetric_pair_loss
 
 __all__ = ["SoCoC4", "SoCoFPN", "build_res5_head", "zero_init_last_norms"]
@@ -159,8 +160,8 @@ class SoCo(nn.Module):
         image_index = torch.arange(num_images, device=boxes.device, dtype=boxes.dtype).repeat_interleave(k)
         rois = torch.cat([image_index[:, None], boxes.reshape(-1, 4)], dim=1)  # (N * K, 5)
         with torch.autocast(device_type=boxes.device.type, enabled=False):
-            features = [f.float() for f in features]
-            rois = rois.float()
+            features = [at_least_float32(f) for f in features]
+            rois = at_least_float32(rois)
             level_poolers = self.pooler.level_poolers
             if self.pool_all_levels:
                 pooled = torch.stack([pool(f, rois) for pool, f in zip(level_poolers, features, strict=True)])
