@@ -3,6 +3,9 @@ Detectron2's SOLVER.REFERENCE_WORLD_SIZE; the log states per-GPU batch, global b
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 from detectron2.config import get_cfg
 
@@ -83,3 +86,14 @@ def test_world_size_rules_refuse_ambiguous_or_impossible_batches():
         resolve_schedule(_cfg(IMS_PER_BATCH=4, REFERENCE_WORLD_SIZE=8), IMAGENET, sources, world_size=3)
     with pytest.raises(ValueError, match="not divisible by the 3 processes"):
         resolve_schedule(_cfg(), IMAGENET, sources, world_size=3)
+
+
+def test_launcher_passes_the_per_gpu_batch(tmp_path):
+    launcher = Path(__file__).resolve().parents[1] / "tools" / "SoCo_FPN_100ep.sh"
+    command = [str(launcher), "--data", "imgs", "--gpus", "8", "--ims-per-gpu", "128"]
+    result = subprocess.run(
+        [*command, "--dry-run"], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    words = result.stdout.split()
+    assert words[words.index("SOLVER.IMS_PER_GPU") + 1] == "128" and "--num-gpus" in words
