@@ -2,8 +2,9 @@
 """LARS step time, ``torch._foreach_*`` kernels vs one parameter at a time, on a real model's parameters.
 
 The model of the config (default: SoCo R50-FPN, the online network's trainable parameters in LARS's two
-groups, as training builds them) gets random gradients; each variant then runs ``--steps`` optimizer
-steps after ``--warmup`` untimed ones. The median step time and the speed-up are printed.
+groups, as training builds them) gets random gradients; the two variants then step in turn (so that a
+change of load on a shared machine hits both alike), ``--steps`` timed steps each after ``--warmup``
+untimed ones. The median step time and the speed-up are printed.
 
     python tools/benchmarks/bench_lars.py [--config soco/configs/SoCo_FPN_100ep.yaml] [--device cuda]
 """
@@ -24,19 +25,15 @@ from soco.solver import build_optimizer
 REPO = Path(__file__).resolve().parents[2]
 
 
-def time_steps(optimizer: torch.optim.Optimizer, steps: int, warmup: int, device: str) -> float:
-    """Median seconds of one ``optimizer.step()``."""
-    times = []
-    for step in range(warmup + steps):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        optimizer.step()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        if step >= warmup:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def time_step(optimizer: torch.optim.Optimizer, device: str) -> float:
+    """Seconds of one ``optimizer.step()``."""
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    optimizer.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -57,15 +54,18 @@ def main() -> None:
     generator = torch.Generator(device=args.device).manual_seed(0)
     for param in trainable:
         param.grad = torch.randn(param.shape, device=args.device, generator=generator) * 1e-3
-    results = {}
+    optimizers = {}
     for foreach in (False, True):
         cfg.defrost()
         cfg.SOLVER.LARS.FOREACH = foreach
-        state = [p.detach().clone() for p in trainable]
-        results[foreach] = time_steps(build_optimizer(cfg, model), args.steps, args.warmup, args.device)
-        with torch.no_grad():
-            for param, saved in zip(trainable, state, strict=True):
-                param.copy_(saved)
+        optimizers[foreach] = build_optimizer(cfg, model)  # both step the same parameters (timing only)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for step in range(args.warmup + args.steps):
+        for foreach, optimizer in optimizers.items():
+            seconds = time_step(optimizer, args.device)
+            if step >= args.warmup:
+                times[foreach].append(seconds)
+    results = {foreach: statistics.median(values) for foreach, values in times.items()}
     numel = sum(p.numel() for p in trainable)
     print(
         f"{Path(args.config).stem} on {args.device} ({torch.get_num_threads()} CPU threads): "
