@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.trainer import PretrainTrainer
+from soco_proposals.image_list import list_images
 
 
 class _Interrupted(Exception):
@@ -80,6 +82,17 @@ def write_tiny_images(folder: Path, count: int = 6, size: tuple[int, int] = (80,
             pixels[y0 : y0 + h // 3, x0 : x0 + w // 3] = rng.integers(0, 255, 3)
         Image.fromarray(pixels).save(folder / f"img_{i:03d}.jpg", quality=95)
     return folder
+
+
+def write_tiny_corpus(root: Path, count: int = 8) -> list[str]:
+    """Tiny images under ``root/images`` and a SoCo JSON giving each the same four boxes; returns the
+    ``PRETRAIN.DATA.IMAGE_ROOT ... PRETRAIN.DATA.PROPOSALS ...`` overrides (the first two for image-level
+    methods)."""
+    images = write_tiny_images(root / "images", count=count)
+    boxes = [[2, 3, 30, 25], [20, 10, 40, 35], [0, 0, 60, 50], [35, 30, 25, 28]]
+    proposals = root / "proposals.json"
+    proposals.write_text(json.dumps({record.key: boxes for record in list_images(images)}))
+    return ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "PRETRAIN.DATA.PROPOSALS", str(proposals)]
 
 
 def run_pretraining(

@@ -10,7 +10,6 @@ tiny configs' lr amplify beyond any useful tolerance; in float64 the same runs a
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +17,9 @@ import pytest
 import torch
 from detectron2.layers import NaiveSyncBatchNorm
 from distributed_testing import launch_data_stream, launch_pretraining
-from pretrain_testing import run_pretraining, write_tiny_images
+from pretrain_testing import run_pretraining, write_tiny_corpus
 
 from soco.modeling.queue import FeatureQueue
-from soco_proposals.image_list import list_images
 
 CONFIGS = Path(__file__).resolve().parents[1] / "soco" / "configs" / "tiny"
 SOCO_SYNC_BN = [
@@ -35,12 +33,7 @@ TOL = (1e-9, 1e-11)
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[str]:
-    root = tmp_path_factory.mktemp("corpus")
-    images = write_tiny_images(root / "images", count=8)
-    boxes = [[2, 3, 30, 25], [20, 10, 40, 35], [0, 0, 60, 50], [35, 30, 25, 28]]
-    proposals = root / "proposals.json"
-    proposals.write_text(json.dumps({record.key: boxes for record in list_images(images)}))
-    return ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "PRETRAIN.DATA.PROPOSALS", str(proposals)]
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 def _assert_scalars_close(actual: dict[int, float], expected: dict[int, float], name: str, tol) -> None:

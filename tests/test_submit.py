@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from pretrain_testing import write_tiny_images
+from pretrain_testing import write_tiny_corpus, write_tiny_images
+from transfer_testing import TINY_FINETUNE, write_tiny_coco_dataset
 
 from soco.engine.cluster import absolute_output_dir, parse_sbatch_flags, parse_time, resources_from_args
 from soco_proposals.cluster_jobs import run_filter_steps
 from soco_proposals.generate import generate_shard
-from soco_proposals.image_list import list_images
 from soco_proposals.raw_shards import SUMMARY_FILE, incomplete_shard_ids, list_chunks, shard_dir_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -42,12 +42,7 @@ def _submit(*argv: str) -> list:
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[str]:
-    root = tmp_path_factory.mktemp("corpus")
-    images = write_tiny_images(root / "images", count=8)
-    boxes = [[2, 3, 30, 25], [20, 10, 40, 35], [0, 0, 60, 50], [35, 30, 25, 28]]
-    proposals = root / "proposals.json"
-    proposals.write_text(json.dumps({record.key: boxes for record in list_images(images)}))
-    return ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "PRETRAIN.DATA.PROPOSALS", str(proposals)]
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.mark.slow
@@ -171,3 +166,20 @@ def test_time_and_flag_parsing():
         absolute_output_dir(["SOLVER.MAX_ITER", "3"])
     opts, folder = absolute_output_dir(["OUTPUT_DIR", "out", "SEED", "1"])
     assert opts == ["OUTPUT_DIR", str(Path("out").resolve()), "SEED", "1"] and folder == Path("out").resolve()
+
+
+@pytest.mark.slow
+def test_fine_tuning_job_trains_and_evaluates(tmp_path):
+    json_file, images = map(str, write_tiny_coco_dataset(tmp_path / "shapes"))
+    out = tmp_path / "ft"
+    (job,) = _submit(
+        "finetune", "--cluster", "local", "--gpus-per-node", "0", "--time", "10",
+        "--register-coco", "tiny_shapes_train", json_file, images,
+        "--register-coco", "tiny_shapes_val", json_file, images,
+        "--config-file", REPO / "detectron2_configs" / "coco" / "mask_rcnn_R_50_FPN_1x_scratch.yaml",
+        *TINY_FINETUNE, "DATASETS.TRAIN", "('tiny_shapes_train',)", "DATASETS.TEST", "('tiny_shapes_val',)",
+        "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", out,
+    )  # fmt: skip
+    assert job.result() == {"output_dir": str(out), "model_final": True}
+    final = json.loads((out / "metrics.json").read_text().splitlines()[-1])
+    assert "bbox/AP" in final and "segm/AP" in final  # the evaluation after training ran

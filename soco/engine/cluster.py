@@ -163,17 +163,14 @@ def pretrain_entry(args: argparse.Namespace) -> dict[str, Any]:
     return {"output_dir": trainer.cfg.OUTPUT_DIR, "start_iter": trainer.start_iter, "iter": trainer.iter}
 
 
-def finetune_entry(args: argparse.Namespace) -> Any:
-    """Fine-tune or evaluate (``tools/train_net.py``'s main); returns the evaluation results."""
-    return run_transfer(args)
-
-
-def _training_parser_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config-file", required=True)
-    parser.add_argument("--nodes", type=int, default=1)
-    parser.add_argument("--gpus-per-node", type=int, default=8, help="one task per GPU (0: CPU tasks)")
-    parser.add_argument("--tasks-per-node", type=int, default=None, help="default: --gpus-per-node, or 1")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (OUTPUT_DIR ...)")
+def finetune_entry(args: argparse.Namespace) -> dict[str, Any]:
+    """Fine-tune or evaluate (``tools/train_net.py``'s main); returns the evaluation results (``--eval-only``)
+    or the output folder and whether ``model_final.pth`` is there (the metrics are in its metrics.json)."""
+    results = run_transfer(args)
+    if args.eval_only:
+        return results
+    output_dir = absolute_output_dir(args.opts)[1]
+    return {"output_dir": str(output_dir), "model_final": (output_dir / "model_final.pth").is_file()}
 
 
 def absolute_output_dir(opts: list[str]) -> tuple[list[str], Path]:
@@ -186,71 +183,83 @@ def absolute_output_dir(opts: list[str]) -> tuple[list[str], Path]:
     return [*opts[:index], str(output_dir), *opts[index + 1 :]], output_dir
 
 
-def _submit_training(args: argparse.Namespace, entry: Callable, namespace: argparse.Namespace) -> list:
-    tasks_per_node = args.tasks_per_node or max(args.gpus_per_node, 1)
-    namespace.opts, output_dir = absolute_output_dir(namespace.opts)
-    namespace.config_file = str(Path(namespace.config_file).resolve())
-    resources = resources_from_args(args, output_dir / "submitit", f"soco-{args.command}", cpus=10)
-    resources.nodes, resources.gpus_per_node, resources.tasks_per_node = (
-        args.nodes,
-        args.gpus_per_node,
-        tasks_per_node,
-    )
-    namespace.num_gpus = tasks_per_node  # what default_setup logs; the process group comes from SLURM
-    namespace.num_machines = args.nodes
-    job = resources.executor().submit(DistributedJob(entry, namespace))
-    world = args.nodes * tasks_per_node
-    logger.info("submitted %s job %s: %d task(s) on %d node(s), output %s", args.command, job.job_id, world,
-                args.nodes, output_dir)  # fmt: skip
-    return [job]
+class _TrainingJob:
+    """A job of N nodes x G GPUs (one task per GPU) running ``ENTRY`` in every task; subclasses add their
+    command-line arguments (``add_job_arguments``) and the fields of the entry's arguments (``job_args``)."""
+
+    ENTRY: Callable[[argparse.Namespace], Any]
+
+    @classmethod
+    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--config-file", required=True)
+        parser.add_argument("--nodes", type=int, default=1)
+        parser.add_argument("--gpus-per-node", type=int, default=8, help="one task per GPU (0: CPU tasks)")
+        parser.add_argument("--tasks-per-node", type=int, default=None, help="default: --gpus-per-node, or 1")
+        cls.add_job_arguments(parser)
+        parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, OUTPUT_DIR included")
+
+    @classmethod
+    def submit(cls, args: argparse.Namespace) -> list:
+        tasks_per_node = args.tasks_per_node or max(args.gpus_per_node, 1)
+        # num_gpus, num_machines: what default_setup logs (the process group comes from the job's variables)
+        fields = {"config_file": str(Path(args.config_file).resolve()), "opts": list(args.opts)}
+        fields |= {"resume": True, "eval_only": False, "num_gpus": tasks_per_node, "num_machines": args.nodes}
+        fields |= {"machine_rank": 0, "dist_url": "env://", **cls.job_args(args)}
+        fields["opts"], output_dir = absolute_output_dir(fields["opts"])
+        resources = resources_from_args(args, output_dir / "submitit", f"soco-{args.command}", cpus=10)
+        resources.nodes, resources.gpus_per_node = args.nodes, args.gpus_per_node
+        resources.tasks_per_node = tasks_per_node
+        job = resources.executor().submit(DistributedJob(cls.ENTRY, argparse.Namespace(**fields)))
+        logger.info("submitted %s job %s: %d task(s) on %d node(s), output %s", args.command, job.job_id,
+                    args.nodes * tasks_per_node, args.nodes, output_dir)  # fmt: skip
+        return [job]
+
+    @staticmethod
+    def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+        """Arguments of this kind of job only."""
+
+    @staticmethod
+    def job_args(args: argparse.Namespace) -> dict[str, Any]:
+        """Fields of the entry's argument namespace beyond the common ones (``opts`` replaces them)."""
+        return {}
 
 
 @CLUSTER_JOB_REGISTRY.register()
-class PretrainJob:
+class PretrainJob(_TrainingJob):
     """Pretraining of any config across N nodes x G GPUs (``tools/pretrain_net.py`` in every task)."""
 
     NAME = "pretrain"
     HELP = "pretrain a config on N nodes x G GPUs, requeued on pre-emption/time limit"
+    ENTRY = pretrain_entry
 
     @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        _training_parser_arguments(parser)
+    def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--ims-per-gpu", type=int, default=None, help="sets SOLVER.IMS_PER_GPU")
 
     @staticmethod
-    def submit(args: argparse.Namespace) -> list:
-        opts = list(args.opts)
-        if args.ims_per_gpu:
-            opts += ["SOLVER.IMS_PER_GPU", str(args.ims_per_gpu)]
-        namespace = argparse.Namespace(
-            config_file=args.config_file, opts=opts, resume=True, eval_only=False, machine_rank=0,
-            dist_url="env://",
-        )  # fmt: skip
-        return _submit_training(args, pretrain_entry, namespace)
+    def job_args(args: argparse.Namespace) -> dict[str, Any]:
+        per_gpu = ["SOLVER.IMS_PER_GPU", str(args.ims_per_gpu)] if args.ims_per_gpu else []
+        return {"opts": [*args.opts, *per_gpu]}
 
 
 @CLUSTER_JOB_REGISTRY.register()
-class FinetuneJob:
+class FinetuneJob(_TrainingJob):
     """Fine-tuning (or ``--eval-only``) of a Detectron2 config (``tools/train_net.py`` in every task)."""
 
     NAME = "finetune"
     HELP = "fine-tune a detector from converted weights on N nodes x G GPUs"
+    ENTRY = finetune_entry
 
     @staticmethod
-    def add_arguments(parser: argparse.ArgumentParser) -> None:
-        _training_parser_arguments(parser)
+    def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--eval-only", action="store_true")
         parser.add_argument(
             "--register-coco", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_DIR"), default=None
         )
 
     @staticmethod
-    def submit(args: argparse.Namespace) -> list:
-        namespace = argparse.Namespace(
-            config_file=args.config_file, opts=list(args.opts), resume=True, eval_only=args.eval_only,
-            register_coco=args.register_coco, machine_rank=0, dist_url="env://",
-        )  # fmt: skip
-        return _submit_training(args, finetune_entry, namespace)
+    def job_args(args: argparse.Namespace) -> dict[str, Any]:
+        return {"eval_only": args.eval_only, "register_coco": args.register_coco}
 
 
 @CLUSTER_JOB_REGISTRY.register()
