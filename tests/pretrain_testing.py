@@ -46,10 +46,13 @@ class _RecordScalars(HookBase):
 
 
 class _Float64Batches:
-    """A data loader whose floating-point tensors are cast to float64."""
+    """A data loader whose floating-point tensors are cast to float64 (its other attributes: the loader's)."""
 
     def __init__(self, loader):
         self.loader = loader
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)
 
     def __iter__(self):
         for batch in self.loader:

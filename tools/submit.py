@@ -13,7 +13,8 @@
       --config-file detectron2_configs/coco/mask_rcnn_R_50_FPN_1x_soco_fpn_100ep.yaml OUTPUT_DIR output/ft
 
 Every sub-command takes --partition, --time, --mem, --cpus-per-task, --account, --constraint and extra
-sbatch flags (--sbatch=--qos=high, repeatable); see `python tools/submit.py SUB-COMMAND --help`.
+sbatch flags (--sbatch=--qos=high, repeatable), all before the KEY VALUE config overrides; see
+`python tools/submit.py SUB-COMMAND --help`. Jobs print where submitit keeps their scripts and logs.
 """
 
 import argparse

@@ -1,8 +1,14 @@
 """Cluster jobs through submitit (SLURM, or local subprocesses): pretraining, proposals, fine-tuning.
 
-Each kind of job is a :class:`ClusterJob` in ``CLUSTER_JOB_REGISTRY``; ``tools/submit.py`` turns every
-registered kind into a sub-command, so a new kind (the transfer benchmark, say) only registers a class
-with its command-line arguments and its ``submit``. Training jobs run one task per GPU; each task joins
+Each kind of job is a class in ``CLUSTER_JOB_REGISTRY``; ``tools/submit.py`` turns every registered kind
+into a sub-command. A new kind only registers a class; the transfer benchmark, for instance, would be::
+
+    @CLUSTER_JOB_REGISTRY.register()
+    class TransferBenchmarkJob(_TrainingJob):   # or any class with NAME, HELP, add_arguments, submit
+        NAME, HELP = "transfer", "fine-tune and evaluate every pretrained checkpoint"
+        ENTRY = transfer_benchmark_entry         # a module-level function(args) run in every task
+
+Training jobs run one task per GPU; each task joins
 the process group from SLURM's variables (submitit's ``TorchDistributedEnvironment``), always resumes from
 ``OUTPUT_DIR/last_checkpoint`` when there is one, and is requeued by submitit on pre-emption or at the time
 limit (it then resumes from the last periodic checkpoint: ``SOLVER.CHECKPOINT_PERIOD`` bounds the loss).
@@ -34,7 +40,8 @@ logger = logging.getLogger(__name__)
 CLUSTER_JOB_REGISTRY = Registry("CLUSTER_JOB")
 CLUSTER_JOB_REGISTRY.__doc__ = """
 Kinds of cluster jobs, one ``tools/submit.py`` sub-command each: classes with ``NAME`` (the sub-command),
-``HELP``, ``add_arguments(parser)`` and ``submit(args, resources) -> list[submitit.Job]``.
+``HELP``, ``add_arguments(parser)`` and ``submit(args) -> list[submitit.Job]`` (``args`` also holds the
+options of :func:`add_resource_arguments`).
 """
 
 
@@ -125,6 +132,7 @@ def add_resource_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def resources_from_args(args: argparse.Namespace, default_folder: Path, name: str, cpus: int) -> Resources:
+    """The :class:`Resources` of the options of :func:`add_resource_arguments` (``cpus``: the default)."""
     return Resources(
         folder=args.job_dir or default_folder,
         cluster=args.cluster,
@@ -289,23 +297,24 @@ class ProposalsJob:
 
     @staticmethod
     def submit(args: argparse.Namespace) -> list:
-        resources = resources_from_args(args, args.output / "submitit", "soco-proposals", cpus=8)
+        output = args.output.resolve()  # absolute paths: the jobs may start in another folder
+        resources = resources_from_args(args, output / "submitit", "soco-proposals", cpus=8)
         resources.array_parallelism = args.array_parallelism
-        todo = incomplete_shard_ids(args.output, args.num_shards)
+        todo = incomplete_shard_ids(output, args.num_shards)
         settings = {
-            "image_root": str(args.image_root), "output": str(args.output), "backend": args.backend,
-            "workers": args.workers or resources.cpus_per_task, "num_shards": args.num_shards,
-            "max_size": args.max_size, "chunk_size": args.chunk_size,
+            "image_root": str(Path(args.image_root).resolve()), "output": str(output),
+            "backend": args.backend, "workers": args.workers or resources.cpus_per_task,
+            "num_shards": args.num_shards, "max_size": args.max_size, "chunk_size": args.chunk_size,
         }  # fmt: skip
         executor = resources.executor()
         jobs = executor.map_array(generate_array_shard, todo, [settings] * len(todo)) if todo else []
         logger.info("%d of %d shards to generate: %s", len(todo), args.num_shards, todo)
         if args.no_filter:
             return jobs
-        filtered, post = default_json_paths(args.output, args.strategy)
-        filtered, post = args.filtered_json or filtered, args.post_json or post
-        store = str(args.store) if args.store else None
-        filter_args = (str(args.output), args.strategy, str(filtered), str(post), store)
+        filtered, post = default_json_paths(output, args.strategy)
+        filtered, post = (args.filtered_json or filtered).resolve(), (args.post_json or post).resolve()
+        store = str(args.store.resolve()) if args.store else None
+        filter_args = (str(output), args.strategy, str(filtered), str(post), store)
         dependency = None
         if jobs and executor.cluster == "slurm":
             dependency = f"afterok:{jobs[0].job_id.split('_')[0]}"  # the whole array
