@@ -4,6 +4,9 @@ Example (one machine of 4, 64 cores)::
 
     python selective_search/generate_imagenet_ss_proposals.py --image-root imagenet/train \
         --output proposals_raw --workers 64 --shard-id 0 --num-shards 4
+
+Inside a SLURM job array (``sbatch --array=0-99``) the shard comes from SLURM_ARRAY_TASK_ID and the number
+of shards from SLURM_ARRAY_TASK_COUNT unless given; ``tools/submit.py proposals`` does all of this for you.
 """
 
 import argparse
@@ -11,6 +14,7 @@ import os
 
 from soco_proposals.backends import PROPOSAL_BACKENDS
 from soco_proposals.cli import setup_logging
+from soco_proposals.cluster_jobs import shard_from_environment
 from soco_proposals.generate import DEFAULT_CHUNK_SIZE, generate_shard
 
 
@@ -33,8 +37,12 @@ def main() -> None:
     parser.add_argument("--output", required=True, help="output folder; each shard writes a subfolder")
     parser.add_argument("--backend", default="reference", choices=sorted(PROPOSAL_BACKENDS))
     parser.add_argument("--workers", type=int, default=_available_cores(), help="worker processes")
-    parser.add_argument("--shard-id", type=int, default=0)
-    parser.add_argument("--num-shards", type=int, default=1)
+    parser.add_argument(
+        "--shard-id", type=int, default=None, help="default: SLURM_ARRAY_TASK_ID in a job array, else 0"
+    )
+    parser.add_argument(
+        "--num-shards", type=int, default=None, help="default: SLURM_ARRAY_TASK_COUNT in a job array, else 1"
+    )
     parser.add_argument(
         "--max-size",
         type=int,
@@ -51,13 +59,17 @@ def main() -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args()
     setup_logging()
+    try:
+        shard_id, num_shards = shard_from_environment(args.shard_id, args.num_shards)
+    except ValueError as error:
+        parser.error(str(error))
     generate_shard(
         args.image_root,
         args.output,
         backend=args.backend,
         workers=args.workers,
-        shard_id=args.shard_id,
-        num_shards=args.num_shards,
+        shard_id=shard_id,
+        num_shards=num_shards,
         max_size=args.max_size,
         chunk_size=args.chunk_size,
         progress=not args.no_progress,

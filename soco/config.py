@@ -39,10 +39,21 @@ def _add_engine_config(cfg: CN) -> None:
     cfg.SOLVER.WARMUP_EPOCHS = 0
     # Iterations per epoch, filled in when the schedule is resolved from EPOCHS (0: unknown).
     cfg.SOLVER.ITERS_PER_EPOCH = 0
+    # Images per process (GPU); > 0: the global batch is IMS_PER_GPU x world size (0: IMS_PER_BATCH is it).
+    # The other rule is Detectron2's SOLVER.REFERENCE_WORLD_SIZE: the world size IMS_PER_BATCH is meant for.
+    cfg.SOLVER.IMS_PER_GPU = 0
     # Computation precision under AMP: "float16" (with a gradient scaler) or "bfloat16".
     cfg.SOLVER.AMP.PRECISION = "float16"
     # Let DDP tolerate parameters that get no gradient in a step (e.g. an FPN level without boxes).
     cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = True
+    # Store conv weights (backbone, FPN, RoI heads; online and target) in channels_last order (fast with AMP).
+    cfg.MODEL.CHANNELS_LAST = False
+    # torch.compile the backbones (online and target) with this backend, e.g. "inductor" ("": eager).
+    cfg.MODEL.BACKBONE.COMPILE = ""
+    # torch.compile mode of MODEL.BACKBONE.COMPILE: "default", "reduce-overhead" or "max-autotune".
+    cfg.MODEL.BACKBONE.COMPILE_MODE = "default"
+    # LARS with torch._foreach_* kernels (True), one parameter at a time (False), or None: foreach on CUDA.
+    cfg.SOLVER.LARS.FOREACH = None
     # Periodic checkpoints kept on disk (older ones are deleted; 0 keeps all). model_final.pth is always kept.
     cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0
     # Period (iterations) of the console / metrics.json / TensorBoard writers.
@@ -118,7 +129,8 @@ def _add_soco_model_config(cfg: CN) -> None:
     # Zero-initialise the last norm's scale (gamma) of every residual block, as SoCo's torchvision ResNet.
     cfg.SOCO.ZERO_INIT_RESIDUAL = True
     cfg.SOCO.HEAD = CN()
-    # Projector/predictor MLPs: in -> MLP_HIDDEN_DIM -> MLP_NORM -> ReLU -> MLP_OUT_DIM ("", "BN", "SyncBN").
+    # Projector/predictor MLPs: in -> MLP_HIDDEN_DIM -> MLP_NORM -> ReLU -> MLP_OUT_DIM; the norm is "", "BN",
+    # "SyncBN" or "naiveSyncBN" (which also synchronizes CPU processes).
     cfg.SOCO.HEAD.MLP_HIDDEN_DIM = 4096
     cfg.SOCO.HEAD.MLP_OUT_DIM = 256
     cfg.SOCO.HEAD.MLP_NORM = "SyncBN"
@@ -173,7 +185,7 @@ def _add_baselines_config(cfg: CN) -> None:
     cfg.MOCO.MLP_HIDDEN_DIM = 2048
     # Dimension of the L2-normalised embedding the projection MLP outputs.
     cfg.MOCO.EMBED_DIM = 128
-    # Norm of the MLP's hidden layer: "" (none, MoCo v2), "BN" or "SyncBN".
+    # Norm of the MLP's hidden layer: "" (none, MoCo v2), "BN", "SyncBN" or "naiveSyncBN" (CPU processes).
     cfg.MOCO.MLP_NORM = ""
     # Keys in the queue of negatives, a multiple of SOLVER.IMS_PER_BATCH (DenseCL: also its dense queue).
     cfg.MOCO.QUEUE_LENGTH = 65536
@@ -194,7 +206,7 @@ def _add_baselines_config(cfg: CN) -> None:
     cfg.SWAV.MLP_HIDDEN_DIM = 2048
     # Dimension of the L2-normalised embedding the projection MLP outputs.
     cfg.SWAV.EMBED_DIM = 128
-    # Norm of the MLP's hidden layer: "" (none), "BN" or "SyncBN".
+    # Norm of the MLP's hidden layer: "" (none), "BN", "SyncBN" or "naiveSyncBN" (CPU processes).
     cfg.SWAV.MLP_NORM = "SyncBN"
     # Number of prototypes (rows of the bias-free linear layer "prototypes").
     cfg.SWAV.NUM_PROTOTYPES = 3000

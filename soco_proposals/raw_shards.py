@@ -207,6 +207,17 @@ def find_shards(inputs: Iterable[str | os.PathLike], allow_incomplete: bool = Fa
     return shards
 
 
+def incomplete_shard_ids(output: str | os.PathLike, num_shards: int) -> list[int]:
+    """The shards of a ``num_shards``-way split under ``output`` that are not complete (no ``summary.json``:
+    never started, or stopped before their last chunk), which a re-run must generate (it resumes them)."""
+    output = Path(output)
+    return [
+        shard_id
+        for shard_id in range(num_shards)
+        if not (output / shard_dir_name(shard_id, num_shards) / SUMMARY_FILE).is_file()
+    ]
+
+
 def iter_shard_proposals(shard_dirs: Iterable[Path]) -> Iterator[ImageProposals]:
     """Every image (failed ones included) of the given shards, chunk by chunk."""
     for shard in shard_dirs:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.trainer import PretrainTrainer
+from soco_proposals.image_list import list_images
 
 
 class _Interrupted(Exception):
@@ -43,6 +45,34 @@ class _RecordScalars(HookBase):
                 self.values[name][self.trainer.iter] = float(histories[name].latest())
 
 
+class _Float64Batches:
+    """A data loader whose floating-point tensors are cast to float64 (its other attributes: the loader's)."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name: str):
+        return getattr(self.loader, name)
+
+    def __iter__(self):
+        for batch in self.loader:
+            yield {k: v.double() if v.is_floating_point() else v for k, v in batch.items()}
+
+
+class Float64Trainer(PretrainTrainer):
+    """The pretraining trainer with the model and the batches in float64: runs that differ only in the
+    order of their sums (1 vs 2 processes) then agree to ~1e-12 instead of fp32's rounding amplified by
+    the batch norms' cancellations (up to ~1e-3 in some gradients of the tiny SoCo FPN)."""
+
+    @classmethod
+    def build_model(cls, cfg):
+        return super().build_model(cfg).double()
+
+    @classmethod
+    def build_train_loader(cls, cfg, start_iter: int = 0):
+        return _Float64Batches(super().build_train_loader(cfg, start_iter=start_iter))
+
+
 def write_tiny_images(folder: Path, count: int = 6, size: tuple[int, int] = (80, 64), seed: int = 0) -> Path:
     """Write ``count`` small JPEG images with coloured rectangles into ``folder`` (an image root)."""
     rng = np.random.default_rng(seed)
@@ -57,21 +87,34 @@ def write_tiny_images(folder: Path, count: int = 6, size: tuple[int, int] = (80,
     return folder
 
 
+def write_tiny_corpus(root: Path, count: int = 8) -> list[str]:
+    """Tiny images under ``root/images`` and a SoCo JSON giving each the same four boxes; returns the
+    ``PRETRAIN.DATA.IMAGE_ROOT ... PRETRAIN.DATA.PROPOSALS ...`` overrides (the first two for image-level
+    methods)."""
+    images = write_tiny_images(root / "images", count=count)
+    boxes = [[2, 3, 30, 25], [20, 10, 40, 35], [0, 0, 60, 50], [35, 30, 25, 28]]
+    proposals = root / "proposals.json"
+    proposals.write_text(json.dumps({record.key: boxes for record in list_images(images)}))
+    return ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "PRETRAIN.DATA.PROPOSALS", str(proposals)]
+
+
 def run_pretraining(
     config_file: str,
     output_dir: Path,
     overrides: list[str],
     resume: bool = False,
     stop_after_iter: int | None = None,
+    float64: bool = False,
 ) -> tuple[PretrainTrainer, dict[str, dict[int, float]]]:
-    """Run ``tools/pretrain_net.py``'s main in-process; optionally kill it after ``stop_after_iter`` steps.
+    """Run ``tools/pretrain_net.py``'s main in-process; optionally kill it after ``stop_after_iter`` steps
+    (``float64``: with :class:`Float64Trainer`).
 
     Returns the trainer and the raw per-iteration ``total_loss``, ``tau`` and ``lr`` values of this run.
     """
     opts = list(overrides) + ["OUTPUT_DIR", str(output_dir), "MODEL.DEVICE", "cpu"]
     cfg = setup_pretrain_cfg(config_file, opts)
     seed_all_rng(cfg.SEED)  # as default_setup does in tools/pretrain_net.py
-    trainer = PretrainTrainer(cfg)
+    trainer = (Float64Trainer if float64 else PretrainTrainer)(cfg)
     recorder = _RecordScalars()
     extra = [recorder] + ([_StopAfter(stop_after_iter)] if stop_after_iter is not None else [])
     trainer.register_hooks(extra)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -217,7 +218,11 @@ def test_a_run_with_an_explicit_iteration_count_runs_it_and_says_so(toy_config, 
     assert trainer.iter == 3
     with open(out / "metrics.json") as f:
         assert [json.loads(line)["iteration"] for line in f] == [0, 1, 2]
-    assert "SOLVER.MAX_ITER=3 replaces SOLVER.EPOCHS=50 (50 iterations)" in (out / "log.txt").read_text()
+    log = (out / "log.txt").read_text()
+    assert "SOLVER.MAX_ITER=3 replaces SOLVER.EPOCHS=50 (50 iterations)" in log
+    assert "on 1 process(es): 4 images per process (GPU), global batch 4," in log
+    assert re.search(r"1 timed steps: [\d.]+ images/s, data time [\d.]+% of a step", log)
+
 
 
 class _FakeTrainer:
@@ -291,3 +296,14 @@ def _sum_over_ranks(rank_counts: list[int]) -> None:
 
 def test_skipped_images_are_summed_over_ranks(tmp_path):
     run_distributed(_sum_over_ranks, tmp_path, [3, 5])
+
+
+def test_bf16_autocast_trains_on_cpu_and_logs_the_data_time_share(toy_config, image_root, tmp_path):
+    out = tmp_path / "bf16"
+    opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(image_root), "SOLVER.AMP.ENABLED", "True"]
+    trainer, values = run_pretraining(toy_config, out, opts + ["SOLVER.AMP.PRECISION", "bfloat16"])
+    assert trainer._trainer.precision is torch.bfloat16 and trainer._trainer.grad_scaler is None
+    assert all(torch.isfinite(torch.tensor(list(values["total_loss"].values()))))
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    shares = [m["data_time_share"] for m in metrics if "data_time_share" in m]
+    assert shares and all(0 < share < 1 for share in shares)

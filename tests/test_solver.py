@@ -72,3 +72,31 @@ def test_build_optimizer_by_name():
     cfg.SOLVER.OPTIMIZER = "Adam"
     with pytest.raises(KeyError, match="'Adam' is not registered"):
         build_optimizer(cfg, model)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
+def test_foreach_lars_equals_the_per_parameter_loop(weight_decay):
+    torch.manual_seed(0)
+    shapes = [(8, 4, 3, 3), (8,), (5, 8), (5,), (3, 3)]
+    per_param = [nn.Parameter(torch.randn(shape)) for shape in shapes]
+    with torch.no_grad():
+        per_param[-1].zero_()  # a zero weight: no adaptation (ratio 1)
+    foreach = [nn.Parameter(p.detach().clone()) for p in per_param]
+
+    def make(params, use_foreach):
+        groups = [
+            {"params": [p for p in params if p.ndim > 1], "weight_decay": weight_decay, "lars_adapt": True},
+            {"params": [p for p in params if p.ndim == 1], "weight_decay": 0.0, "lars_adapt": False},
+        ]
+        return LARS(groups, lr=0.5, momentum=0.9, foreach=use_foreach)
+
+    optimizers = make(per_param, False), make(foreach, True)
+    for step in range(3):
+        grads = [torch.randn(shape) for shape in shapes]
+        for params, optimizer in zip((per_param, foreach), optimizers, strict=True):
+            for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+                # a parameter without gradient in the first step gets its momentum buffer one step later
+                param.grad = None if (step == 0 and index == 2) else grad.clone()
+            optimizer.step()
+        for a, b in zip(per_param, foreach, strict=True):
+            torch.testing.assert_close(b, a, rtol=1e-6, atol=1e-7)

@@ -1,15 +1,12 @@
 """From a real tiny pretraining run (the engine of tools/pretrain_net.py) to the fine-tuning model:
 convert its checkpoint and load it with DetectionCheckpointer into the matching bundled config."""
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-from pretrain_testing import run_pretraining, write_tiny_images
+from pretrain_testing import run_pretraining, write_tiny_corpus
 from transfer_testing import assert_sources_in_place, load_round_trip, ours_oracle
-
-from soco_proposals.image_list import list_images
 
 PRETRAIN_CONFIGS = Path(__file__).resolve().parents[1] / "soco" / "configs" / "tiny"
 R18 = ["MODEL.RESNETS.DEPTH", "18", "MODEL.RESNETS.RES2_OUT_CHANNELS", "64"]
@@ -36,12 +33,7 @@ CASES = {
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[str]:
-    root = tmp_path_factory.mktemp("corpus")
-    images = write_tiny_images(root / "images", count=8)
-    boxes = [[2, 3, 30, 25], [20, 10, 40, 35], [0, 0, 60, 50], [35, 30, 25, 28]]
-    proposals = root / "proposals.json"
-    proposals.write_text(json.dumps({record.key: boxes for record in list_images(images)}))
-    return ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "PRETRAIN.DATA.PROPOSALS", str(proposals)]
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
 
 
 @pytest.mark.parametrize("variant", sorted(CASES))

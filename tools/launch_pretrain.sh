@@ -3,18 +3,20 @@
 # Used by the per-recipe launchers (tools/SoCo_FPN_100ep.sh, ...); run it from anywhere.
 #
 #   tools/launch_pretrain.sh CONFIG --data DIR [--proposals FILE] [--output DIR] [--gpus N] [--nodes N]
-#                            [--node-rank R] [--master-addr HOST] [--master-port PORT] [--dry-run] [KEY VALUE ...]
+#                            [--node-rank R] [--master-addr HOST] [--master-port PORT] [--ims-per-gpu B]
+#                            [--dry-run] [KEY VALUE ...]
 #
 # Every option also reads an environment variable (torchrun/SLURM names), used when the option is absent:
 #   --data DATA_DIR, --proposals PROPOSALS, --output OUTPUT_DIR, --gpus GPUS_PER_NODE (else SLURM_GPUS_ON_NODE,
 #   else the number of GPUs nvidia-smi lists), --nodes NNODES (else SLURM_NNODES, else 1),
 #   --node-rank NODE_RANK (else SLURM_NODEID, else 0), --master-addr MASTER_ADDR (else the first host of
-#   SLURM_JOB_NODELIST, else 127.0.0.1), --master-port MASTER_PORT (else 28652).
-# KEY VALUE pairs after the options override config keys (e.g. SOLVER.IMS_PER_BATCH 1024).
+#   SLURM_JOB_NODELIST, else 127.0.0.1), --master-port MASTER_PORT (else 28652), --ims-per-gpu IMS_PER_GPU.
+# The config's SOLVER.IMS_PER_BATCH is the global batch; --ims-per-gpu B keeps B images per GPU instead
+# (global batch B x GPUs, lr scaled with it). KEY VALUE pairs after the options override config keys.
 # The run always passes --resume: relaunching the same command continues from OUTPUT_DIR/last_checkpoint.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 
 if [[ $# -lt 1 || "$1" == "-h" || "$1" == "--help" ]]; then
     usage
@@ -54,6 +56,7 @@ nodes="${NNODES:-${SLURM_NNODES:-1}}"
 node_rank="${NODE_RANK:-${SLURM_NODEID:-0}}"
 master_addr="${MASTER_ADDR:-}"
 master_port="${MASTER_PORT:-28652}"
+ims_per_gpu="${IMS_PER_GPU:-}"
 dry_run=0
 
 need_value() {
@@ -73,6 +76,7 @@ while [[ $# -gt 0 ]]; do
         --node-rank) need_value "$@"; node_rank="$2"; shift 2 ;;
         --master-addr) need_value "$@"; master_addr="$2"; shift 2 ;;
         --master-port) need_value "$@"; master_port="$2"; shift 2 ;;
+        --ims-per-gpu) need_value "$@"; ims_per_gpu="$2"; shift 2 ;;
         --dry-run) dry_run=1; shift ;;
         -h|--help) usage; exit 0 ;;
         --*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -121,6 +125,7 @@ command=(
 # List the corpus once per job (rank 0 writes the index, every rank and every relaunch reads it), unless the
 # trailing overrides name an index of their own.
 [[ " $* " == *" PRETRAIN.DATA.CORPUS_INDEX "* ]] || command+=(PRETRAIN.DATA.CORPUS_INDEX "$output_dir/corpus_index.txt")
+[[ -n "$ims_per_gpu" ]] && command+=(SOLVER.IMS_PER_GPU "$ims_per_gpu")
 command+=("$@")
 echo "node $node_rank of $nodes, $gpus GPU(s), master ${master_addr}:${master_port}, output $output_dir" >&2
 if (( dry_run )); then

@@ -17,7 +17,7 @@ import argparse
 
 from detectron2.engine import default_argument_parser, launch
 
-from soco.detection import TransferTrainer, evaluate_weights, setup_transfer
+from soco.detection import run_transfer
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
@@ -34,12 +34,8 @@ def build_argument_parser() -> argparse.ArgumentParser:
 
 
 def main(args: argparse.Namespace):
-    cfg = setup_transfer(args)
-    if args.eval_only:
-        return evaluate_weights(cfg, resume=args.resume)
-    trainer = TransferTrainer(cfg)
-    trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    """Fine-tune, or evaluate with ``--eval-only`` (one process of ``launch``)."""
+    return run_transfer(args)
 
 
 if __name__ == "__main__":

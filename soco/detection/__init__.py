@@ -7,7 +7,7 @@ from .config import load_transfer_config, setup_transfer
 from .datasets import register_coco_format_dataset
 from .evaluation import build_evaluator
 from .roi_heads import Res5ROIHeadsExtraNorm
-from .trainer import TransferTrainer, evaluate_weights
+from .trainer import TransferTrainer, evaluate_weights, run_transfer
 
 __all__ = [
     "Res5ROIHeadsExtraNorm",
@@ -16,5 +16,6 @@ __all__ = [
     "evaluate_weights",
     "load_transfer_config",
     "register_coco_format_dataset",
+    "run_transfer",
     "setup_transfer",
 ]

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import DatasetEvaluator, verify_results
 from detectron2.utils import comm
 
+from .config import setup_transfer
 from .evaluation import build_evaluator
 
 
@@ -29,3 +32,14 @@ def evaluate_weights(cfg: CfgNode, resume: bool = False) -> dict:
     if comm.is_main_process():
         verify_results(cfg, results)
     return results
+
+
+def run_transfer(args: argparse.Namespace):
+    """``tools/train_net.py``'s main in one process of a (multi-process) job: fine-tune, or with
+    ``args.eval_only`` evaluate; ``args.resume`` continues from ``OUTPUT_DIR/last_checkpoint``."""
+    cfg = setup_transfer(args)
+    if args.eval_only:
+        return evaluate_weights(cfg, resume=args.resume)
+    trainer = TransferTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    return trainer.train()

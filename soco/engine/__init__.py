@@ -2,11 +2,13 @@
 
 from .hooks import ModelAfterBackwardHook, MomentumHook, ThroughputHook, unwrap_model
 from .schedule import resolve_schedule
-from .trainer import PretrainTrainer, build_step_runner
+from .step import PretrainStepRunner, build_step_runner
+from .trainer import PretrainTrainer
 
 __all__ = [
     "ModelAfterBackwardHook",
     "MomentumHook",
+    "PretrainStepRunner",
     "PretrainTrainer",
     "ThroughputHook",
     "build_step_runner",

@@ -51,17 +51,39 @@ class ModelAfterBackwardHook(HookBase):
 
 
 class ThroughputHook(HookBase):
-    """Log ``images_per_sec`` (global batch / step time) after each timed step."""
+    """After each timed step, log ``images_per_sec`` (global batch / step time) and ``data_time_share``
+    (the slowest process's wait for its batch / step time: the input pipeline's share of the step).
+    At the end of training, log the means over the timed steps.
+    """
 
     def __init__(self, global_batch: int):
         self.global_batch = global_batch
+        self._step_times: list[float] = []
+        self._data_times: list[float] = []
 
     def after_step(self) -> None:
         storage = self.trainer.storage
-        if "time" in storage.histories():
-            step_time = storage.history("time").latest()
-            if step_time > 0:
-                storage.put_scalar("images_per_sec", self.global_batch / step_time)
+        histories = storage.histories()
+        if "time" not in histories:  # IterationTimer skips the first steps
+            return
+        step_time = histories["time"].latest()
+        if step_time <= 0:
+            return
+        storage.put_scalar("images_per_sec", self.global_batch / step_time)
+        self._step_times.append(step_time)
+        if "data_time" in histories:  # only the main process has the gathered data time
+            data_time = histories["data_time"].latest()
+            storage.put_scalar("data_time_share", data_time / step_time)
+            self._data_times.append(data_time)
+
+    def after_train(self) -> None:
+        if not self._step_times:
+            return
+        step_time = sum(self._step_times) / len(self._step_times)
+        line = f"{len(self._step_times)} timed steps: {self.global_batch / step_time:.1f} images/s"
+        if self._data_times:
+            line += f", data time {sum(self._data_times) / len(self._data_times) / step_time:.1%} of a step"
+        logger.info(line)
 
 
 class SkippedImagesHook(HookBase):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
+import torch
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_setup
 from detectron2.utils import comm
@@ -13,6 +14,7 @@ from detectron2.utils.logger import setup_logger
 from soco.config import add_soco_config
 from soco.data.build import count_images
 
+from .distributed import share_cpu_threads
 from .schedule import describe_schedule, key_sources, resolve_schedule
 from .trainer import PretrainTrainer
 
@@ -29,27 +31,32 @@ def load_pretrain_cfg(config_file: str, opts: list[str]) -> CfgNode:
     return cfg
 
 
-def _resolve(cfg: CfgNode, sources: dict[str, int]) -> CfgNode:
+def _resolve(cfg: CfgNode, sources: dict[str, int], world_size: int) -> CfgNode:
     # The corpus is only counted when the schedule is given in epochs (a full ImageNet walk takes a while).
-    cfg = resolve_schedule(cfg, count_images(cfg) if cfg.SOLVER.EPOCHS > 0 else None, sources)
+    cfg = resolve_schedule(cfg, count_images(cfg) if cfg.SOLVER.EPOCHS > 0 else None, sources, world_size)
     cfg.freeze()
     return cfg
 
 
-def setup_pretrain_cfg(config_file: str, opts: list[str]) -> CfgNode:
-    """Load a pretraining config, apply overrides, resolve its schedule (epochs, lr scaling), freeze it."""
-    return _resolve(load_pretrain_cfg(config_file, opts), key_sources(config_file, opts))
+def setup_pretrain_cfg(config_file: str, opts: list[str], world_size: int | None = None) -> CfgNode:
+    """Load a pretraining config, apply overrides, resolve its batch and schedule (world-size rules, epochs,
+    lr scaling) for ``world_size`` processes (default: this process group's), freeze it.
+    """
+    world_size = comm.get_world_size() if world_size is None else world_size
+    return _resolve(load_pretrain_cfg(config_file, opts), key_sources(config_file, opts), world_size)
 
 
 def run_pretraining(args: argparse.Namespace) -> PretrainTrainer:
     """Pretrain in this process (one of ``launch``'s workers); returns the finished trainer."""
     requested = load_pretrain_cfg(args.config_file, args.opts)
     sources = key_sources(args.config_file, args.opts)
-    cfg = _resolve(requested, sources)
+    world_size = comm.get_world_size()
+    cfg = _resolve(requested, sources, world_size)
     default_setup(cfg, args)
     # default_setup only configures the "detectron2" and "fvcore" loggers; soco's own go to the same log.txt.
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="soco")
-    logging.getLogger("soco").info(describe_schedule(requested, cfg, sources))
+    share_cpu_threads(torch.device(cfg.MODEL.DEVICE))
+    logging.getLogger("soco").info(describe_schedule(requested, cfg, sources, world_size))
     trainer = PretrainTrainer(cfg)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()

@@ -37,10 +37,65 @@ def iteration_counts_kept(sources: Mapping[str, int]) -> tuple[bool, bool]:
     )
 
 
+def _scale_batch_to_world_size(solver: CfgNode, world_size: int, sources: Mapping[str, int]) -> None:
+    """In place: the world-size rules, before epochs and the linear lr rule see ``IMS_PER_BATCH``.
+
+    ``IMS_PER_GPU > 0``: the global batch is IMS_PER_GPU x world size. ``REFERENCE_WORLD_SIZE > 0``
+    (Detectron2's ``DefaultTrainer.auto_scale_workers`` semantics): the config describes a run on that many
+    processes; on ``world_size`` processes the per-process batch stays, so the global batch, and with it the
+    lr, scale by world_size / REFERENCE_WORLD_SIZE, and explicit iteration counts and the checkpoint period
+    by the inverse, so that the run sees the same number of images. Unlike Detectron2's function, BASE_LR
+    is scaled here only without LR_REFERENCE_BATCH (the linear rule rescales it from the new batch).
+    Method-specific iteration keys (``SWAV.*_ITERS``) are not rescaled.
+    """
+    if solver.IMS_PER_GPU > 0:
+        if solver.REFERENCE_WORLD_SIZE > 0:
+            raise ValueError(
+                f"SOLVER.IMS_PER_GPU={solver.IMS_PER_GPU} and SOLVER.REFERENCE_WORLD_SIZE="
+                f"{solver.REFERENCE_WORLD_SIZE} are two rules for the batch size: set only one"
+            )
+        batch_level = sources.get("SOLVER.IMS_PER_BATCH", DEFAULT)
+        per_gpu_level = sources.get("SOLVER.IMS_PER_GPU", DEFAULT)
+        if batch_level > per_gpu_level or batch_level == per_gpu_level == COMMAND_LINE:
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH={solver.IMS_PER_BATCH} and SOLVER.IMS_PER_GPU={solver.IMS_PER_GPU} "
+                "are both asked for: give the global batch or the per-GPU batch, not both"
+            )
+        solver.IMS_PER_BATCH = solver.IMS_PER_GPU * world_size
+        return
+    reference = solver.REFERENCE_WORLD_SIZE
+    if reference <= 0 or reference == world_size:
+        return
+    if (solver.IMS_PER_BATCH * world_size) % reference:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH={solver.IMS_PER_BATCH} for SOLVER.REFERENCE_WORLD_SIZE={reference} "
+            f"processes cannot be scaled to {world_size} processes (not a whole number of images each)"
+        )
+    ratio = world_size / reference
+    solver.IMS_PER_BATCH = solver.IMS_PER_BATCH * world_size // reference
+    if solver.LR_REFERENCE_BATCH <= 0:
+        solver.BASE_LR = solver.BASE_LR * ratio
+    keep_max_iter, keep_warmup = iteration_counts_kept(sources)
+    if solver.EPOCHS <= 0 or keep_max_iter:
+        solver.MAX_ITER = int(round(solver.MAX_ITER / ratio))
+    if solver.EPOCHS <= 0 or keep_warmup:
+        solver.WARMUP_ITERS = int(round(solver.WARMUP_ITERS / ratio))
+    solver.STEPS = tuple(int(round(step / ratio)) for step in solver.STEPS)
+    solver.CHECKPOINT_PERIOD = max(1, int(round(solver.CHECKPOINT_PERIOD / ratio)))
+    solver.REFERENCE_WORLD_SIZE = world_size
+
+
 def resolve_schedule(
-    cfg: CfgNode, num_images: int | None, sources: Mapping[str, int] | None = None
+    cfg: CfgNode,
+    num_images: int | None,
+    sources: Mapping[str, int] | None = None,
+    world_size: int = 1,
 ) -> CfgNode:
-    """A copy of ``cfg`` with the schedule made explicit for a corpus of ``num_images`` images.
+    """A copy of ``cfg`` with the batch and schedule made explicit for ``world_size`` processes and a corpus
+    of ``num_images`` images.
+
+    First the world-size rules (:func:`_scale_batch_to_world_size`: ``SOLVER.IMS_PER_GPU`` or
+    ``SOLVER.REFERENCE_WORLD_SIZE``) fix the global batch ``IMS_PER_BATCH``, then:
 
     ``num_images`` may be None when the config does not use epochs. ``sources`` says where keys were set
     (:func:`key_sources`; None: nowhere, all defaults): an iteration count (``SOLVER.MAX_ITER``,
@@ -63,7 +118,13 @@ def resolve_schedule(
     was_frozen = cfg.is_frozen()
     cfg.defrost()
     solver = cfg.SOLVER
+    _scale_batch_to_world_size(solver, world_size, sources or {})
     batch = solver.IMS_PER_BATCH
+    if batch % world_size:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH={batch} is not divisible by the {world_size} processes "
+            "(or set SOLVER.IMS_PER_GPU, the batch of each process)"
+        )
     if solver.EPOCHS > 0:
         if num_images is None:
             raise ValueError("SOLVER.EPOCHS > 0 needs the number of images of the corpus")
@@ -98,13 +159,27 @@ def resolve_schedule(
     return cfg
 
 
-def describe_schedule(requested: CfgNode, resolved: CfgNode, sources: Mapping[str, int] | None = None) -> str:
-    """One log line: the resolved schedule and, where an iteration count replaced epochs, that it did."""
+def describe_schedule(
+    requested: CfgNode, resolved: CfgNode, sources: Mapping[str, int] | None = None, world_size: int = 1
+) -> str:
+    """One log line: the batch per process and in all, the resolved schedule and, where a world-size rule
+    changed the batch or an iteration count replaced epochs, that it did.
+    """
     solver = resolved.SOLVER
     line = (
-        f"resolved schedule: MAX_ITER {solver.MAX_ITER}, WARMUP_ITERS {solver.WARMUP_ITERS}, "
-        f"BASE_LR {solver.BASE_LR:g}, {solver.ITERS_PER_EPOCH} iterations per epoch"
+        f"resolved schedule on {world_size} process(es): {solver.IMS_PER_BATCH // world_size} images per "
+        f"process (GPU), global batch {solver.IMS_PER_BATCH}, BASE_LR {solver.BASE_LR:g}, "
+        f"{solver.ITERS_PER_EPOCH} iterations per epoch, MAX_ITER {solver.MAX_ITER}, "
+        f"WARMUP_ITERS {solver.WARMUP_ITERS}"
     )
+    asked = requested.SOLVER
+    if asked.IMS_PER_GPU > 0:
+        line += f"; SOLVER.IMS_PER_GPU={asked.IMS_PER_GPU} replaces IMS_PER_BATCH {asked.IMS_PER_BATCH}"
+    elif asked.REFERENCE_WORLD_SIZE > 0 and asked.REFERENCE_WORLD_SIZE != world_size:
+        line += (
+            f"; SOLVER.REFERENCE_WORLD_SIZE={asked.REFERENCE_WORLD_SIZE}: the config's global batch "
+            f"{asked.IMS_PER_BATCH} (and lr, iterations, checkpoint period) scaled to {world_size} processes"
+        )
     epochs, warmup_epochs = requested.SOLVER.EPOCHS, requested.SOLVER.WARMUP_EPOCHS
     keep_max_iter, keep_warmup = iteration_counts_kept(sources or {})
     if epochs > 0 and keep_max_iter:

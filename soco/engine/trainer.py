@@ -2,64 +2,40 @@
 
 from __future__ import annotations
 
-import logging
 import weakref
 
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
-from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model, hooks
+from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from torch import nn
 
 from soco.data.build import build_pretrain_train_loader
 from soco.solver import build_optimizer
 
+from .distributed import check_sync_norms_can_run, wrap_ddp
+from .fast_path import apply_fast_path
 from .hooks import ModelAfterBackwardHook, MomentumHook, SkippedImagesHook, ThroughputHook, unwrap_model
-
-logger = logging.getLogger(__name__)
-
-_AMP_PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def build_step_runner(cfg: CfgNode, model: nn.Module, optimizer: torch.optim.Optimizer) -> SimpleTrainer:
-    """``AMPTrainer`` (gradients unscaled before the optimizer step) or ``SimpleTrainer`` per ``SOLVER.AMP``.
-
-    AMP needs CUDA: on a CPU device it is turned off with a warning, so every config also runs on CPU.
-    The data loader is attached later, by :meth:`PretrainTrainer.train`, once the start iteration is known.
-    """
-    use_amp = cfg.SOLVER.AMP.ENABLED
-    if use_amp and not cfg.MODEL.DEVICE.startswith("cuda"):
-        logger.warning("SOLVER.AMP.ENABLED is ignored on device %s (AMP needs CUDA)", cfg.MODEL.DEVICE)
-        use_amp = False
-    if not use_amp:
-        return SimpleTrainer(model, None, optimizer)
-    if cfg.SOLVER.AMP.PRECISION not in _AMP_PRECISIONS:
-        raise ValueError(
-            f"SOLVER.AMP.PRECISION must be one of {list(_AMP_PRECISIONS)}, got {cfg.SOLVER.AMP.PRECISION!r}"
-        )
-    precision = _AMP_PRECISIONS[cfg.SOLVER.AMP.PRECISION]
-    # bfloat16 has float32's range: no loss scaling needed.
-    scaler = torch.amp.GradScaler("cuda", enabled=precision == torch.float16)
-    return AMPTrainer(model, None, optimizer, grad_scaler=scaler, precision=precision)
+from .step import build_step_runner
 
 
 class PretrainTrainer(DefaultTrainer):
     """Self-supervised pretraining with Detectron2's loop, checkpointer, writers and hooks.
 
-    Differences from ``DefaultTrainer``: the model is any pretraining meta-architecture, the optimizer
-    comes from :mod:`soco.solver` (LARS/SGD), DDP may have unused parameters, the data stream is
-    resumed at the checkpoint's iteration, there is no evaluation, and the momentum (target) network
-    is updated before every step.
+    Differences from ``DefaultTrainer``: the model is any pretraining meta-architecture, optionally in
+    channels_last order with compiled backbones (:mod:`.fast_path`), the optimizer comes from
+    :mod:`soco.solver` (LARS/SGD), DDP runs on CPU too and may have unused parameters, the step runs in
+    fp32, bf16 or fp16 on any device (:mod:`.step`), the data stream is resumed at the checkpoint's
+    iteration, there is no evaluation, and the momentum (target) network is updated before every step.
     """
 
     def __init__(self, cfg: CfgNode):
         TrainerBase.__init__(self)
-        model = self.build_model(cfg)
+        model = apply_fast_path(cfg, self.build_model(cfg))
+        check_sync_norms_can_run(model, torch.device(cfg.MODEL.DEVICE))
         optimizer = self.build_optimizer(cfg, model)
-        model = create_ddp_model(
-            model, broadcast_buffers=False, find_unused_parameters=cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS
-        )
+        model = wrap_ddp(model, find_unused_parameters=cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS)
         self._trainer = build_step_runner(cfg, model, optimizer)
         if hasattr(unwrap_model(model), "after_backward"):
             self._trainer.register_hooks([ModelAfterBackwardHook()])

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from torch import nn
 
+from .batch_norm import NaiveSyncBatchNorm1d
+
+#: 1-D norms by name, as Detectron2's ``get_norm`` names the 2-D ones.
+NORMS_1D = {"BN": nn.BatchNorm1d, "SyncBN": nn.SyncBatchNorm, "naiveSyncBN": NaiveSyncBatchNorm1d}
+
 
 def get_norm1d(norm: str, channels: int) -> nn.Module | None:
-    """A 1-D normalization layer by name: "" (none), "BN" or "SyncBN".
+    """A 1-D normalization layer by name: "" (none), "BN", "SyncBN" or "naiveSyncBN".
 
-    torch's ``SyncBatchNorm`` behaves as plain batch norm when no process group is initialized,
-    so "SyncBN" also runs in a single CPU process.
+    torch's ``SyncBatchNorm`` behaves as plain batch norm when no process group is initialized, so
+    "SyncBN" also runs in a single CPU process; several CPU processes (gloo) need "naiveSyncBN".
     """
     if norm == "":
         return None
-    if norm == "BN":
-        return nn.BatchNorm1d(channels)
-    if norm == "SyncBN":
-        return nn.SyncBatchNorm(channels)
-    raise ValueError(f"unknown 1-D norm {norm!r}; expected '', 'BN' or 'SyncBN'")
+    if norm not in NORMS_1D:
+        raise ValueError(f"unknown 1-D norm {norm!r}; expected '' or one of {sorted(NORMS_1D)}")
+    return NORMS_1D[norm](channels)
 
 
 class MLP(nn.Sequential):

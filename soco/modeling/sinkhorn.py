@@ -7,6 +7,8 @@ import torch.distributed as dist
 from detectron2.utils import comm
 from torch import Tensor
 
+from .precision import at_least_float32
+
 
 def _all_reduce_sum_(tensor: Tensor) -> Tensor:
     """In place: sum ``tensor`` over all processes (nothing to do on a single process)."""
@@ -22,10 +24,10 @@ def distributed_sinkhorn(scores: Tensor, epsilon: float = 0.05, num_iters: int =
     Finds Q = diag(u) exp(scores / epsilon) diag(v) over the *global* batch (B x world_size samples)
     such that every prototype receives 1/K of the mass and every sample 1/B_global, by ``num_iters``
     rounds of alternating row/column normalisation; prototype sums are all-reduced over processes.
-    Computed in float32 whatever the input dtype (exp(1 / 0.05) overflows float16).
+    Computed in at least float32 whatever the input dtype (exp(1 / 0.05) overflows float16).
     Returns the codes scaled so that each sample's row sums to 1.
     """
-    codes = torch.exp(scores.float() / epsilon).t()  # (K, B): prototypes x samples
+    codes = torch.exp(at_least_float32(scores) / epsilon).t()  # (K, B): prototypes x samples
     num_prototypes = codes.shape[0]
     global_batch = codes.shape[1] * comm.get_world_size()
     codes /= _all_reduce_sum_(codes.sum())

@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .precision import at_least_float32
+
 
 def matched_cosine_loss(
     predictions: Tensor, targets: Tensor, correspondence: Tensor, eps: float = 1e-6
@@ -14,14 +16,16 @@ def matched_cosine_loss(
 
     ``predictions`` q (N, A, D): online predictor outputs of view a's box slots; ``targets`` z (N, B, D):
     target projector outputs of view b's slots; ``correspondence`` C (N, A, B): 1 where the slots hold the
-    same proposal (duplicates count several times). Images without any match contribute 0. Computed in fp32.
+    same proposal (duplicates count several times). Images without any match contribute 0. Computed in fp32,
+    also inside an autocast region.
     """
-    q = F.normalize(predictions.float(), dim=-1)
-    z = F.normalize(targets.float(), dim=-1)
-    similarity = torch.einsum("nad,nbd->nab", q, z)  # (N, A, B) cosine similarities
-    correspondence = correspondence.float()
-    per_image = (similarity * correspondence).sum(dim=(1, 2)) / (correspondence.sum(dim=(1, 2)) + eps)
-    return -2.0 * per_image.mean()
+    with torch.autocast(predictions.device.type, enabled=False):
+        q = F.normalize(at_least_float32(predictions), dim=-1)
+        z = F.normalize(at_least_float32(targets), dim=-1)
+        similarity = torch.einsum("nad,nbd->nab", q, z)  # (N, A, B) cosine similarities
+        correspondence = correspondence.to(q.dtype)
+        per_image = (similarity * correspondence).sum(dim=(1, 2)) / (correspondence.sum(dim=(1, 2)) + eps)
+        return -2.0 * per_image.mean()
 
 
 def symmetric_pair_loss(

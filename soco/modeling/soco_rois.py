@@ -14,6 +14,8 @@ from detectron2.modeling.poolers import ROIPooler
 from detectron2.utils import comm
 from torch import Tensor, nn
 
+from .precision import at_least_float32
+
 #: SOCO.HEAD_BATCHING values: which RoIs the RoI head, projector and predictor normalise together in (Sync)BN
 HEAD_BATCHINGS = ("per_level", "per_box_set")
 
@@ -31,8 +33,8 @@ def pool_boxes(
     image_index = torch.arange(num_images, device=boxes.device, dtype=boxes.dtype).repeat_interleave(k)
     rois = torch.cat([image_index[:, None], boxes.reshape(-1, 4)], dim=1)  # (N * K, 5): image, x1, y1, x2, y2
     with torch.autocast(device_type=boxes.device.type, enabled=False):
-        features = [f.float() for f in features]
-        rois = rois.float()
+        features = [at_least_float32(f) for f in features]
+        rois = at_least_float32(rois)
         level_poolers = pooler.level_poolers
         if all_levels:
             pooled = torch.stack([pool(f, rois) for pool, f in zip(level_poolers, features, strict=True)])

@@ -42,6 +42,7 @@ def LARS(cfg: CfgNode, param_groups: list[dict]) -> torch.optim.Optimizer:  # no
         momentum=cfg.SOLVER.MOMENTUM,
         trust_coefficient=cfg.SOLVER.LARS.TRUST_COEFFICIENT,
         eps=cfg.SOLVER.LARS.EPS,
+        foreach=cfg.SOLVER.LARS.FOREACH,
     )
 
 

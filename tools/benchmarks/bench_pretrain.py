@@ -2,8 +2,9 @@
 """Pretraining throughput: images/s, data-loading share and peak memory per config and batch size.
 
 Each (config, batch size) runs in its own process (clean peak memory) through the real engine pieces:
-the config's data loader (views from a synthetic or given corpus), ``build_step_runner`` (SimpleTrainer /
-AMPTrainer with LARS) and the momentum update. After warm-up steps, it reports
+the config's data loader (views from a synthetic or given corpus), the model options of
+``soco.engine.fast_path``, ``build_step_runner`` (fp32, bf16 or fp16 with LARS) and the momentum update.
+After warm-up steps, it reports
 
 * ``img/s``: batch / mean step time (data wait + forward + backward + optimizer);
 * ``data %``: mean time waiting for the loader / mean step time (target: < 10 % with the configured workers);
@@ -39,12 +40,12 @@ from detectron2.modeling import build_model
 from detectron2.utils.events import EventStorage
 from PIL import Image
 
-import soco.modeling  # noqa: F401  (registers the meta-architectures)
 from soco.config import add_soco_config
 from soco.data import batch_keys
 from soco.data.build import build_pretrain_train_loader
+from soco.engine.fast_path import apply_fast_path
 from soco.engine.pretrain import setup_pretrain_cfg
-from soco.engine.trainer import build_step_runner
+from soco.engine.step import build_step_runner
 from soco.modeling.soco_branch import pad_to_divisibility
 from soco.modeling.soco_rois import HEAD_BATCHINGS
 from soco.solver import build_optimizer
@@ -96,7 +97,7 @@ def synchronize(device: str) -> None:
 def bench_config(args: argparse.Namespace, config: str, batch: int) -> dict:
     """Throughput of ``config`` at global batch ``batch`` in this (single) process."""
     cfg = setup_pretrain_cfg(config, _overrides(args, batch))
-    model = build_model(cfg)
+    model = apply_fast_path(cfg, build_model(cfg))  # MODEL.CHANNELS_LAST, MODEL.BACKBONE.COMPILE
     optimizer = build_optimizer(cfg, model)
     runner = build_step_runner(cfg, model, optimizer)
     runner.data_loader = build_pretrain_train_loader(cfg)
@@ -280,7 +281,7 @@ def parse_args() -> argparse.Namespace:
     add("--iters", type=int, default=5, help="timed iterations per measurement")
     add("--warmup", type=int, default=2, help="untimed iterations first")
     add("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    add("--amp", action="store_true", help="mixed precision (CUDA only; SOLVER.AMP.PRECISION)")
+    add("--amp", action="store_true", help="mixed precision (SOLVER.AMP.PRECISION; fp16 needs CUDA)")
     add("--num-workers", type=int, default=None, help="DATALOADER.NUM_WORKERS (default: the config's)")
     add("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     add("--head-cost", action="store_true", help="also split SoCo FPN steps into backbone and head")

@@ -124,6 +124,12 @@ def main() -> None:
             "--cpu-time",
             *(["--iters", "1", "--warmup", "1"] if quick else ["--iters", "3", "--warmup", "1"]),
         ],
+        "LARS step, foreach kernels vs per parameter (SoCo R50-FPN parameters, 1 CPU thread)": [
+            "tools/benchmarks/bench_lars.py",
+            "--threads",
+            "1",
+            *(["--steps", "5"] if quick else []),
+        ],
     }
     sections = [
         "# Benchmarks",

@@ -1,0 +1,185 @@
+"""tools/submit.py through submitit's local executor: the jobs run as local subprocesses through the same
+code path as on SLURM (pickled job, one process per task, process group from the job's environment,
+requeue on the pre-emption signal)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from pretrain_testing import write_tiny_corpus, write_tiny_images
+from transfer_testing import TINY_FINETUNE, write_tiny_coco_dataset
+
+from soco.engine.cluster import absolute_output_dir, parse_sbatch_flags, parse_time, resources_from_args
+from soco_proposals.cluster_jobs import run_filter_steps
+from soco_proposals.generate import generate_shard
+from soco_proposals.raw_shards import SUMMARY_FILE, incomplete_shard_ids, list_chunks, shard_dir_name
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = REPO / "soco" / "configs" / "tiny"
+spec = importlib.util.spec_from_file_location("submit", REPO / "tools" / "submit.py")
+submit = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(submit)
+
+
+@pytest.fixture(autouse=True)
+def one_thread_per_job(monkeypatch):
+    """The local jobs inherit this environment: one OpenMP thread each, as the test process has."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
+def _submit(*argv: str) -> list:
+    args = submit.build_parser().parse_args([str(a) for a in argv])
+    return args.kind.submit(args)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> list[str]:
+    return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.mark.slow
+def test_two_task_pretraining_job_trains_to_model_final(corpus, tmp_path):
+    out = tmp_path / "run"
+    sync_bn = ["MODEL.RESNETS.NORM", "naiveSyncBN", "MODEL.FPN.NORM", "naiveSyncBN"]
+    sync_bn += ["MODEL.ROI_BOX_HEAD.NORM", "naiveSyncBN", "SOCO.HEAD.MLP_NORM", "naiveSyncBN"]
+    (job,) = _submit(
+        "pretrain", "--cluster", "local", "--gpus-per-node", "0", "--tasks-per-node", "2", "--time", "10",
+        "--config-file", TINY / "SoCo_FPN.yaml", *corpus, *sync_bn,
+        "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1", "MODEL.DEVICE", "cpu", "OUTPUT_DIR", out,
+    )  # fmt: skip
+    assert job.results() == [{"output_dir": str(out), "start_iter": 0, "iter": 3}] * 2  # both tasks
+    assert (out / "model_final.pth").is_file()
+    assert "on 2 process(es): 2 images per process (GPU), global batch 4" in (out / "log.txt").read_text()
+
+
+def _task_processes(controller_pid: int) -> list[int]:
+    """The processes whose parent is ``controller_pid`` (submitit's local controller starts the tasks)."""
+    children = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == controller_pid:
+                children.append(int(entry.name))
+    return children
+
+
+def _wait_for(condition, timeout: float = 240.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the task process through /proc")
+def test_a_preempted_pretraining_job_is_requeued_and_resumes_from_last_checkpoint(tmp_path):
+    images = write_tiny_images(tmp_path / "images", count=8)
+    out = tmp_path / "run"
+    (job,) = _submit(
+        "pretrain", "--cluster", "local", "--gpus-per-node", "0", "--time", "10",
+        "--config-file", TINY / "MoCoV2.yaml", "PRETRAIN.DATA.IMAGE_ROOT", images, "MOCO.VIEWS.SIZE", "32",
+        "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "5", "MODEL.DEVICE", "cpu", "OUTPUT_DIR", out,
+    )  # fmt: skip
+    _wait_for(lambda: (out / "last_checkpoint").is_file(), what="the first periodic checkpoint")
+    (task,) = _task_processes(job._process.pid)
+    os.kill(task, signal.SIGUSR2)  # what SLURM sends before the time limit and submitit on pre-emption
+    result = job.result()
+    assert result["iter"] == 30 and result["start_iter"] >= 5 and result["start_iter"] % 5 == 0
+    log = job.stdout() + job.stderr()
+    assert "Requeued job" in log and "Calling checkpoint method" in log
+    final = torch.load(out / "model_final.pth", map_location="cpu")
+    assert final["iteration"] == 29
+
+
+def test_proposal_array_equals_one_process_and_reruns_only_unfinished_shards(tmp_path):
+    images = write_tiny_images(tmp_path / "images", count=5, size=(48, 40))
+    single_raw = tmp_path / "single" / "raw"
+    generate_shard(images, single_raw, workers=1, chunk_size=2, progress=False)
+    single = run_filter_steps(single_raw, "none", single_raw.parent / "f.json", single_raw.parent / "p.json")
+
+    raw = tmp_path / "array" / "raw"
+    argv = ["proposals", "--cluster", "local", "--image-root", images, "--output", raw, "--num-shards", "2"]
+    argv += ["--workers", "1", "--chunk-size", "2", "--strategy", "none", "--time", "10"]
+    jobs = _submit(*argv)
+    assert len(jobs) == 3  # two array tasks, then the filter job
+    for job in jobs:
+        job.result()
+    post = tmp_path / "array" / "train_nonepost.json"
+    assert json.loads(post.read_text()) == json.loads(Path(single["post"]).read_text())
+    assert incomplete_shard_ids(raw, 2) == []
+
+    # shard 1 stopped half-way (its summary and a chunk gone): a re-run submits that shard only
+    shard = raw / shard_dir_name(1, 2)
+    (shard / SUMMARY_FILE).unlink()
+    list_chunks(shard)[0].unlink()
+    post.unlink()
+    jobs = _submit(*argv)
+    assert len(jobs) == 2 and jobs[0].result()["shard_id"] == 1
+    jobs[1].result()
+    assert json.loads(post.read_text()) == json.loads(Path(single["post"]).read_text())
+
+
+def test_options_become_the_sbatch_script(tmp_path, monkeypatch):
+    """The SLURM executor's script for a 2 x 8 GPU pretraining job (submitit needs an srun to exist)."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    (fake_bin / "srun").write_text("#!/bin/sh\nexit 1\n")
+    (fake_bin / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    args = submit.build_parser().parse_args(
+        ["pretrain", "--cluster", "slurm", "--nodes", "2", "--partition", "gpu", "--account", "lab",
+         "--constraint", "h100", "--time", "2-12:00:00", "--mem", "400", "--cpus-per-task", "12",
+         "--sbatch=--qos=high", "--sbatch=--exclusive", "--config-file", "c.yaml", "OUTPUT_DIR", "out"]
+    )  # fmt: skip
+    resources = resources_from_args(args, tmp_path / "jobs", "soco-pretrain", cpus=10)
+    resources.nodes, resources.gpus_per_node, resources.tasks_per_node = 2, 8, 8
+    script = resources.executor(dependency="afterok:42")._executor._make_submission_file_text("CMD", "uid")
+    for line in ("--nodes=2", "--gpus-per-node=8", "--ntasks-per-node=8", "--cpus-per-task=12",
+                 "--partition=gpu", "--account=lab", "--constraint=h100", "--time=3600", "--mem=400GB",
+                 "--qos=high", "--exclusive", "--dependency=afterok:42", "--signal=USR2@90"):  # fmt: skip
+        assert f"#SBATCH {line}\n" in script, line
+
+
+def test_time_and_flag_parsing():
+    times = ("90", "12:00:00", "1-00:00:00", "2-06", "30:30")  # minutes, H:M:S, D-H:M:S, D-H, M:S
+    assert [parse_time(t) for t in times] == [90, 720, 1440, 3240, 31]
+    assert parse_sbatch_flags(["--qos=high", "--exclusive", "--mail-type=END"]) == {
+        "qos": "high", "exclusive": True, "mail_type": "END"
+    }
+    with pytest.raises(argparse.ArgumentTypeError, match="expected --NAME"):
+        parse_sbatch_flags(["qos=high"])
+    with pytest.raises(argparse.ArgumentTypeError, match="expected MINUTES"):
+        parse_time("soon")
+    with pytest.raises(ValueError, match="give OUTPUT_DIR"):
+        absolute_output_dir(["SOLVER.MAX_ITER", "3"])
+    opts, folder = absolute_output_dir(["OUTPUT_DIR", "out", "SEED", "1"])
+    assert opts == ["OUTPUT_DIR", str(Path("out").resolve()), "SEED", "1"] and folder == Path("out").resolve()
+
+
+@pytest.mark.slow
+def test_fine_tuning_job_trains_and_evaluates(tmp_path):
+    json_file, images = map(str, write_tiny_coco_dataset(tmp_path / "shapes"))
+    out = tmp_path / "ft"
+    (job,) = _submit(
+        "finetune", "--cluster", "local", "--gpus-per-node", "0", "--time", "10",
+        "--register-coco", "tiny_shapes_train", json_file, images,
+        "--register-coco", "tiny_shapes_val", json_file, images,
+        "--config-file", REPO / "detectron2_configs" / "coco" / "mask_rcnn_R_50_FPN_1x_scratch.yaml",
+        *TINY_FINETUNE, "DATASETS.TRAIN", "('tiny_shapes_train',)", "DATASETS.TEST", "('tiny_shapes_val',)",
+        "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", out,
+    )  # fmt: skip
+    assert job.result() == {"output_dir": str(out), "model_final": True}
+    final = json.loads((out / "metrics.json").read_text().splitlines()[-1])
+    assert "bbox/AP" in final and "segm/AP" in final  # the evaluation after training ran
