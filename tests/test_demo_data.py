@@ -6,11 +6,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tools" / "demo"))  # the demo's modules live next to its scripts
 
-from copy_paste import CutOut, build_copy_paste_dataset, compose_image, mask_to_annotation  # noqa: E402
+from copy_paste import (  # noqa: E402
+    CATEGORIES,
+    CutOut,
+    build_copy_paste_dataset,
+    build_image_folder,
+    compose_image,
+    mask_to_annotation,
+)
 from photos import write_photo_corpus  # noqa: E402
 
 PHOTO_CACHE = REPO / ".data" / "photos"
@@ -64,3 +72,18 @@ def test_real_photo_corpus_and_labeled_set(tmp_path):
     for ann in train["annotations"]:
         x, y, w, h = ann["bbox"]
         assert 0 <= x and 0 <= y and x + w <= 96 and y + h <= 72 and ann["area"] <= w * h
+
+
+@pytest.mark.slow
+def test_image_folder_of_the_image_level_probe(tmp_path):
+    assert PHOTO_CACHE.is_dir(), f"{PHOTO_CACHE} is missing: run tools/setup_env.sh (make setup) first"
+    counts = build_image_folder(
+        PHOTO_CACHE, tmp_path, train_per_category=2, val_per_category=1, size=(48, 40)
+    )
+    assert counts == {"train": 2 * len(CATEGORIES), "val": len(CATEGORIES)}
+    for split, per_category in (("train", 2), ("val", 1)):
+        assert sorted(p.name for p in (tmp_path / split).iterdir()) == sorted(CATEGORIES)
+        for category in CATEGORIES:
+            images = sorted((tmp_path / split / category).glob("*.jpg"))
+            assert len(images) == per_category
+            assert Image.open(images[0]).size == (48, 40)

@@ -5,7 +5,9 @@ Real object cut-outs (coins from scikit-image's ``coins`` photo, two fish from `
 cut-out's mask, so the instance masks of the composite are exact by construction (occlusion by later
 pastes included). Train and val use disjoint background photos.
 
-Output: ``<out>/{train,val}/*.jpg`` and ``<out>/{train,val}.json`` in COCO format (boxes, polygons).
+Output: ``<out>/{train,val}/*.jpg`` and ``<out>/{train,val}.json`` in COCO format (boxes, polygons), and
+an image-classification folder of single-object composites (``<folder>/{train,val}/<category>/*.jpg``) for
+the image-level kNN probe.
 """
 
 from __future__ import annotations
@@ -203,6 +205,66 @@ def write_split(
     return json_path
 
 
+def write_image_folder_split(
+    out_dir: Path,
+    split: str,
+    backgrounds: list[Path],
+    cutouts: list[CutOut],
+    images_per_category: int,
+    size: tuple[int, int],
+    seed: int,
+) -> int:
+    """Write ``images_per_category`` one-object composites per category into ``out_dir/split/<category>/``.
+
+    Returns the number of images written.
+    """
+    rng = np.random.default_rng(seed)
+    count = 0
+    for name in CATEGORIES:
+        pool = [cutout for cutout in cutouts if cutout.category == name]
+        folder = out_dir / split / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(images_per_category):
+            background = _random_background(backgrounds[count % len(backgrounds)], size, rng)
+            canvas, _ = compose_image(
+                background, pool, rng, objects_per_image=(1, 1), long_side_range=(40, 80)
+            )
+            Image.fromarray(canvas).save(folder / f"{name}_{index:03d}.jpg", quality=95)
+            count += 1
+    return count
+
+
+def _background_photos(cache_dir: str | os.PathLike) -> tuple[list[Path], list[Path]]:
+    """The interior photos, split into the train and the val backgrounds (disjoint)."""
+    backgrounds = sorted((fetch_photo_packages(cache_dir) / "interior_photos" / "images").glob("*.jpg"))
+    if len(backgrounds) < 4:
+        raise FileNotFoundError(
+            f"expected the interior background photos under {cache_dir}, found {len(backgrounds)}"
+        )
+    cut = 2 * len(backgrounds) // 3
+    return backgrounds[:cut], backgrounds[cut:]
+
+
+def build_image_folder(
+    cache_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    train_per_category: int = 20,
+    val_per_category: int = 10,
+    size: tuple[int, int] = (112, 112),
+    seed: int = 10,
+) -> dict[str, int]:
+    """Build the image-level probe folder into ``out_dir``: one object per image, its category the folder."""
+    out_dir = Path(out_dir)
+    train_backgrounds, val_backgrounds = _background_photos(cache_dir)
+    cutouts = real_cutouts(cache_dir)
+    train = (train_backgrounds, train_per_category, seed)
+    val = (val_backgrounds, val_per_category, seed + 1)
+    return {
+        split: write_image_folder_split(out_dir, split, backgrounds, cutouts, count, size, split_seed)
+        for split, (backgrounds, count, split_seed) in (("train", train), ("val", val))
+    }
+
+
 def build_copy_paste_dataset(
     cache_dir: str | os.PathLike,
     out_dir: str | os.PathLike,
@@ -213,14 +275,9 @@ def build_copy_paste_dataset(
 ) -> dict[str, Path]:
     """Build the train and val splits (disjoint background photos) into ``out_dir``."""
     out_dir = Path(out_dir)
-    backgrounds = sorted((fetch_photo_packages(cache_dir) / "interior_photos" / "images").glob("*.jpg"))
-    if len(backgrounds) < 4:
-        raise FileNotFoundError(
-            f"expected the interior background photos under {cache_dir}, found {len(backgrounds)}"
-        )
-    cut = 2 * len(backgrounds) // 3
+    train_backgrounds, val_backgrounds = _background_photos(cache_dir)
     cutouts = real_cutouts(cache_dir)
     return {
-        "train": write_split(out_dir, "train", backgrounds[:cut], cutouts, num_train, size, seed),
-        "val": write_split(out_dir, "val", backgrounds[cut:], cutouts, num_val, size, seed + 1),
+        "train": write_split(out_dir, "train", train_backgrounds, cutouts, num_train, size, seed),
+        "val": write_split(out_dir, "val", val_backgrounds, cutouts, num_val, size, seed + 1),
     }

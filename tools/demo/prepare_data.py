@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Write the demo's unlabeled corpus (real photos) and its copy-paste labeled set (COCO json).
+"""Write the demo's unlabeled corpus (real photos), its copy-paste labeled set (COCO json) and the
+image-classification folder of the image-level probe.
 
 python tools/demo/prepare_data.py --cache .data/photos --output demo_output/data
 """
@@ -10,19 +11,27 @@ import argparse
 import os
 from pathlib import Path
 
-from copy_paste import build_copy_paste_dataset
+from copy_paste import build_copy_paste_dataset, build_image_folder
 from photos import write_photo_corpus
 
 
 def prepare_demo_data(
     cache_dir: str | os.PathLike, out_dir: str | os.PathLike, max_side: int = 512
 ) -> dict[str, Path]:
-    """Write ``out_dir/corpus`` (unlabeled photos) and ``out_dir/labeled/{train,val}.json`` (+ images)."""
+    """Write ``out_dir/corpus`` (unlabeled photos), ``out_dir/labeled/{train,val}.json`` (+ images) and
+    ``out_dir/probe_images/{train,val}/<category>/`` (one object per image)."""
     out_dir = Path(out_dir)
     corpus = out_dir / "corpus"
     write_photo_corpus(cache_dir, corpus, max_side=max_side)
     splits = build_copy_paste_dataset(cache_dir, out_dir / "labeled")
-    return {"corpus": corpus, "train_json": splits["train"], "val_json": splits["val"]}
+    probe_images = out_dir / "probe_images"
+    build_image_folder(cache_dir, probe_images)
+    return {
+        "corpus": corpus,
+        "train_json": splits["train"],
+        "val_json": splits["val"],
+        "probe_images": probe_images,
+    }
 
 
 def main() -> None:
