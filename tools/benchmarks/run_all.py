@@ -124,6 +124,10 @@ def main() -> None:
             "--cpu-time",
             *(["--iters", "1", "--warmup", "1"] if quick else ["--iters", "3", "--warmup", "1"]),
         ],
+        "Transfer benchmark on the demo's data (mean ± std over seeds; frozen and full fine-tuning)": [
+            "tools/benchmarks/bench_transfer.py",
+            *(["--quick"] if quick else ["--seeds", "3"]),
+        ],
         "LARS step, foreach kernels vs per parameter (SoCo R50-FPN parameters, 1 CPU thread)": [
             "tools/benchmarks/bench_lars.py",
             "--threads",

@@ -1,0 +1,48 @@
+#!/usr/bin/env python
+"""The transfer benchmark at `make bench` size: the demo's pipeline (real photos, tiny SoCo FPN and MoCo v2
+pretraining with probes) followed by Mask R-CNN fine-tuning from SoCo, MoCo v2 and random init, 3 seeds each,
+in both modes (frozen backbone/FPN/box head, and full fine-tuning). Prints the demo's summary tables.
+
+    python tools/benchmarks/bench_transfer.py [--output DIR] [--seeds 3] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tools" / "demo"))  # the pipeline lives next to the demo's scripts
+
+from pipeline import DemoSettings, format_summary, run_demo  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    default_output = Path(tempfile.gettempdir()) / "soco_bench_transfer"
+    parser.add_argument("--output", type=Path, default=default_output, help="runs and logs")
+    parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per initialisation")
+    parser.add_argument("--quick", action="store_true", help="the demo's CI sizes, 2 seeds")
+    args = parser.parse_args()
+    settings = DemoSettings.quick(args.output) if args.quick else DemoSettings(output=args.output)
+    settings.seeds = 2 if args.quick else args.seeds
+    settings.transfer_modes = ("frozen", "full")
+    args.output.mkdir(parents=True, exist_ok=True)
+    log = args.output / "bench_transfer.log"
+    with open(log, "w") as stream, contextlib.redirect_stdout(stream):
+        summary = run_demo(settings)
+    print(format_summary(settings, summary))
+    print(
+        f"\n{settings.pretrain_iters} pretraining iterations per method, "
+        f"{settings.finetune_iters} fine-tuning iterations per run; "
+        f"{summary['total_seconds']:.0f} s in all (steps logged in {log})"
+    )
+
+
+if __name__ == "__main__":
+    main()
