@@ -18,6 +18,7 @@ from pretrain_testing import write_tiny_images
 from torch import nn
 
 from soco.config import add_soco_config
+from soco.data import batch_keys
 from soco.data.build import build_pretrain_train_loader
 from soco.engine.distributed import check_sync_norms_can_run
 from soco.engine.fast_path import backbone_modules, compile_backbones, to_channels_last
@@ -177,14 +178,20 @@ def test_soco_under_bf16_autocast_pools_and_scores_in_fp32(soco_setup):
     handle = model.pooler.level_poolers[0].register_forward_pre_hook(
         lambda module, args: dtypes.append(args[0].dtype)
     )
+    box_sets = batch_keys.box_sets(batch_keys.pairs(batch))
     with torch.no_grad():
-        fp32 = _loss(model, batch)
+        fp32 = model.online_branch().embed_box_sets(batch, box_sets)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             losses = model(batch)
+            bf16 = model.online_branch().embed_box_sets(batch, box_sets)
     handle.remove()
     assert set(dtypes) == {torch.float32}  # RoIAlign's input, also under autocast
     assert all(loss.dtype == torch.float32 for loss in losses.values())
-    torch.testing.assert_close(sum(losses.values()), fp32, rtol=0.05, atol=0.02)
+    # bf16 keeps 8 mantissa bits: compare the embeddings by direction (what the -2 cos loss sees), not the
+    # loss value, which sums terms near 0 for a random model and carries their absolute errors (~0.03 each)
+    for name in box_sets:
+        cosine = nn.functional.cosine_similarity(bf16[name].float().flatten(0, 1), fp32[name].flatten(0, 1))
+        assert cosine.min() > 0.99, (name, cosine.min())
 
 
 def test_channels_last_gives_the_same_loss_and_state_dict_names(soco_setup):
