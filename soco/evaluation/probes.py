@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -242,8 +242,7 @@ class ProbeEvaluator:
         return results
 
 
-def format_results(results: Mapping[str, float], names: Sequence[str] = ()) -> str:
-    """``image_knn 12.3%, object_knn 45.6%, ... (7.8 s)``."""
-    names = names or [k for k in results if k != "probe/seconds"]
-    parts = [f"{k.removeprefix('probe/')} {results[k]:.1f}%" for k in names]
+def format_results(results: Mapping[str, float]) -> str:
+    """One line of :class:`ProbeEvaluator` results: ``image_knn 12.3%, object_knn 45.6% (7.8 s)``."""
+    parts = [f"{k.removeprefix('probe/')} {v:.1f}%" for k, v in results.items() if k != "probe/seconds"]
     return ", ".join(parts) + f" ({results['probe/seconds']:.1f} s)"
