@@ -26,6 +26,7 @@ class _Trainer:
 
 def test_hook_puts_results_at_the_number_of_finished_steps():
     calls = []
+
     def evaluate(model):
         calls.append(model)
         return {"probe/x": len(calls), "probe/seconds": 0.1}
