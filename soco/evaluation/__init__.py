@@ -4,6 +4,7 @@
 * ``datasets``: the labelled probe sets (ImageFolder images, boxes of a registered dataset), cached;
 * ``encoder``: frozen encoders that pool boxes as the detector will (FPN or C4), from converted weights;
 * ``weights``: converted weights of a checkpoint file or of a model in training;
+* ``offline``: rows of checkpoint files and a random-init baseline, as a markdown table / JSON;
 * ``probes``: run them all (distributed-aware) -> ``probe/image_knn``, ``probe/object_knn``,
   ``probe/object_linear``, ``probe/seconds``.
 """
@@ -27,6 +28,7 @@ from .encoder import (
 )
 from .knn import knn_accuracy, weighted_knn_scores
 from .linear_probe import fit_linear_probe, linear_probe_accuracy
+from .offline import ProbeRow, chance_levels, config_weights, markdown_table, probe_rows, write_rows_json
 from .probes import (
     ProbeData,
     ProbeEvaluator,
@@ -48,12 +50,15 @@ __all__ = [
     "ProbeData",
     "ProbeEncoder",
     "ProbeEvaluator",
+    "ProbeRow",
     "ProbeSample",
     "ProbeSettings",
     "ProbeSplit",
     "architecture_from_weights",
     "build_probe_encoder",
+    "chance_levels",
     "check_probe_config",
+    "config_weights",
     "embed_split",
     "fit_linear_probe",
     "format_results",
@@ -61,8 +66,11 @@ __all__ = [
     "linear_probe_accuracy",
     "load_box_probe_set",
     "load_image_folder_probe_set",
+    "markdown_table",
     "model_weights",
+    "probe_rows",
     "read_weights",
     "run_probes",
     "weighted_knn_scores",
+    "write_rows_json",
 ]

@@ -60,6 +60,10 @@ class ProbeSplit(ABC):
     def load(self, index: int) -> ProbeSample:
         """Decode and resize image ``index``."""
 
+    @abstractmethod
+    def sample_labels(self, index: int) -> np.ndarray:
+        """Labels of image ``index`` without decoding it: (1,) class of the image, or (B,) of its boxes."""
+
     def __getitem__(self, index: int) -> ProbeSample:
         if index not in self._cache:
             self._cache[index] = self.load(index)
@@ -83,6 +87,9 @@ class ImageFolderSplit(ProbeSplit):
 
     def __len__(self) -> int:
         return len(self.files)
+
+    def sample_labels(self, index: int) -> np.ndarray:
+        return np.array([self.labels[index]], dtype=np.int64)
 
     def load(self, index: int) -> ProbeSample:
         image = read_image(self.files[index], format="RGB")
@@ -167,6 +174,9 @@ class BoxSplit(ProbeSplit):
     @property
     def num_boxes(self) -> int:
         return sum(len(r["labels"]) for r in self.records)
+
+    def sample_labels(self, index: int) -> np.ndarray:
+        return self.records[index]["labels"]
 
     def load(self, index: int) -> ProbeSample:
         record = self.records[index]
