@@ -1,15 +1,20 @@
 """The probe hook in real tiny pretraining runs: schedule, EventStorage, metrics.json, every method."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import pytest
 from detectron2.utils.events import EventStorage
 from pretrain_testing import run_pretraining, write_tiny_corpus
 from probes_testing import register_probe_box_sets, write_probe_image_folder
+from transfer_testing import write_tiny_coco_dataset
 
+from soco.engine.pretrain import run_pretraining as pretrain_main
 from soco.engine.probe_hook import ProbeHook, probe_iterations
 from soco.evaluation import C4ProbeEncoder, FPNProbeEncoder
 
+REPO = Path(__file__).resolve().parents[1]
 PROBE_KEYS = {"probe/image_knn", "probe/object_knn", "probe/object_linear", "probe/seconds"}
 
 
@@ -111,3 +116,21 @@ def test_eval_period_without_probe_data_is_an_error_naming_the_keys(tmp_path):
     overrides = write_tiny_corpus(tmp_path / "corpus")[:2] + ["PRETRAIN.EVAL_PERIOD", "2"]
     with pytest.raises(ValueError, match="PRETRAIN.PROBES.IMAGE_ROOT.*PRETRAIN.PROBES.BOX_TRAIN"):
         run_pretraining("soco/configs/tiny/MoCoV2.yaml", tmp_path / "out", overrides)
+
+
+def test_pretrain_net_registers_the_probe_box_sets_of_register_coco(tmp_path):
+    spec = importlib.util.spec_from_file_location("pretrain_net", REPO / "tools" / "pretrain_net.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    json_file, images = write_tiny_coco_dataset(tmp_path / "boxes", num_images=3)
+    opts = write_tiny_corpus(tmp_path / "corpus")[:2] + [
+        "PRETRAIN.EVAL_PERIOD", "2", "PRETRAIN.PROBES.BOX_TRAIN", "cli_pre_train",
+        "PRETRAIN.PROBES.BOX_TEST", "cli_pre_test", "PRETRAIN.PROBES.MIN_SIZE_TEST", "64",
+        "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(tmp_path / "out"), "MODEL.DEVICE", "cpu",
+    ]  # fmt: skip
+    argv = ["--config-file", str(REPO / "soco/configs/tiny/MoCoV2.yaml")]
+    for name in ("cli_pre_train", "cli_pre_test"):
+        argv += ["--register-coco", name, str(json_file), str(images)]
+    trainer = pretrain_main(tool.build_argument_parser().parse_args([*argv, *opts]))
+    assert [it for _, it in trainer.storage.history("probe/object_linear").values()] == [0, 2]
+    assert "probes at iteration 2: object_knn" in (tmp_path / "out" / "log.txt").read_text()
