@@ -151,12 +151,21 @@ def _gather(rows: list[tuple[int, Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
 def embed_split(encoder: ProbeEncoder, split: ProbeSplit, batch_size: int) -> tuple[Tensor, Tensor]:
     """Features (M, D) and labels (M,) of a split on the CPU: M images, or M boxes image by image.
 
-    This process embeds images ``rank::world_size`` in batches of ``batch_size``; all processes get all rows.
+    This process embeds images ``rank::world_size``, in batches of up to ``batch_size`` images of one size (a
+    batch is zero-padded to its largest image, and padding shifts the features near the borders, so mixing
+    sizes would make a feature depend on its batch-mates, hence on the world size); every process gets all
+    rows.
     """
-    indices = list(range(comm.get_rank(), len(split), comm.get_world_size()))
+    by_shape: dict[tuple[int, ...], list[int]] = {}
+    for index in range(comm.get_rank(), len(split), comm.get_world_size()):
+        by_shape.setdefault(tuple(split[index].image.shape), []).append(index)
+    batches = [
+        same[start : start + batch_size]
+        for same in by_shape.values()
+        for start in range(0, len(same), batch_size)
+    ]
     rows = []
-    for start in range(0, len(indices), batch_size):
-        batch = indices[start : start + batch_size]
+    for batch in batches:
         samples = [split[i] for i in batch]
         images = [s.image for s in samples]
         if samples[0].boxes is None:
