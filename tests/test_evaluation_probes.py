@@ -59,7 +59,7 @@ def test_two_processes_embed_their_share_and_agree_with_one(tmp_path, weights):
     run_distributed(_embed_in_each_process, tmp_path, str(tmp_path / "data"), weights, str(tmp_path / "out"))
     for rank in range(2):
         saved = torch.load(tmp_path / f"out.rank{rank}")
-        torch.testing.assert_close(saved["features"][0], features)
+        torch.testing.assert_close(saved["features"][0], features, rtol=1e-4, atol=1e-4)
         assert torch.equal(saved["features"][1], labels)
         for key in ("probe/image_knn", "probe/object_knn", "probe/object_linear"):
             assert saved["results"][key] == pytest.approx(single[key])
