@@ -6,8 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+import torchvision
 from probes_testing import register_probe_box_sets, write_probe_image_folder
-from transfer_testing import image_level_checkpoint, soco_fpn_checkpoint
+from transfer_testing import image_level_checkpoint, moco_release, soco_fpn_checkpoint
+
+from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -56,6 +59,17 @@ def test_rows_for_each_weights_and_the_random_init_baseline(tmp_path, probe_args
         assert all(0 <= v <= 100 for k, v in row["results"].items() if k != "probe/seconds")
     assert saved["chance"]["probe/image_knn"] == 50.0  # 2 balanced classes
     assert saved["settings"]["image_size"] == 32 and saved["settings"]["knn_k"] == 20
+
+
+def test_converted_pkl_and_official_release_are_read(tmp_path, probe_args, capsys):
+    weights, _ = convert_checkpoint(soco_fpn_checkpoint(randomize=False))
+    save_pickle(detectron2_payload(weights), str(tmp_path / "soco_d2.pkl"))
+    resnet18 = torchvision.models.resnet18(weights=None).state_dict()  # official MoCo layout around it
+    torch.save(moco_release(resnet18), tmp_path / "moco.pth.tar")
+    argv = ["--weights", f"pkl={tmp_path / 'soco_d2.pkl'}", "--weights", f"moco={tmp_path / 'moco.pth.tar'}"]
+    assert _tool("evaluate_probes").main([*argv, *probe_args]) == 0
+    table = capsys.readouterr().out
+    assert "| pkl | " in table and "| moco | " in table and "nan" not in table
 
 
 def test_random_init_of_a_pretraining_config(tmp_path, probe_args, capsys):
