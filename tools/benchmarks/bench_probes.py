@@ -7,7 +7,7 @@ Probe sets written in a temporary folder: COCO-format boxes on 192 x 144 JPEGs (
 like the demo's copy-paste set) and a 3-class image folder of 192 x 144 JPEGs. The encoder is the freshly
 built model of each tiny config (weights converted in memory as the hook does). The first evaluation
 decodes and caches the images; the later ones (the periodic cost during training) read the cache. Wall
-seconds, median over ``--rounds``; the machine's load average is printed with them.
+and CPU seconds (all threads), median over ``--rounds``; the machine's load average is printed with them.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -79,11 +80,14 @@ def main() -> None:
     parser.add_argument("--box-images", type=int, nargs=2, default=(50, 16), metavar=("TRAIN", "TEST"))
     parser.add_argument("--folder-images", type=int, nargs=2, default=(60, 30), metavar=("TRAIN", "VAL"))
     parser.add_argument("--rounds", type=int, default=3, help="cached evaluations timed after the first")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--configs", nargs="+", default=["SoCo_FPN.yaml", "MoCoV2.yaml"])
     parser.add_argument(
         "opts", nargs="*", help="PRETRAIN.PROBES.* overrides, e.g. PRETRAIN.PROBES.IMAGE_SIZE 96"
     )
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         for name, count, seed in (
@@ -106,11 +110,18 @@ def main() -> None:
             weights = model_weights(build_model(cfg))
             evaluator = ProbeEvaluator(data, settings)
             first = evaluator(weights)
-            cached = [evaluator(weights)["probe/seconds"] for _ in range(args.rounds)]
+            cached, cpu = [], []
+            for _ in range(args.rounds):
+                start = time.process_time()
+                cached.append(evaluator(weights)["probe/seconds"])
+                cpu.append(time.process_time() - start)
             kind = type(evaluator.encoder).__name__
             print(f"{config} ({kind}; {data.describe()}):")
             print(f"  first evaluation (decode + cache): {format_results(first)}")
-            print(f"  cached, median of {args.rounds}: {statistics.median(cached):.2f} s")
+            print(
+                f"  cached, median of {args.rounds}: {statistics.median(cached):.2f} s wall, "
+                f"{statistics.median(cpu):.2f} s CPU (all threads)"
+            )
         print(f"load average after: {os.getloadavg()}")
 
 
