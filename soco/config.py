@@ -89,6 +89,36 @@ def _add_pretrain_config(cfg: CN) -> None:
     cfg.PRETRAIN.MOMENTUM = CN()
     cfg.PRETRAIN.MOMENTUM.BASE = 0.99
     cfg.PRETRAIN.MOMENTUM.SCHEDULE = "cosine"
+    _add_probes_config(cfg)
+
+
+def _add_probes_config(cfg: CN) -> None:
+    """Probes of the representation during pretraining (soco.evaluation, soco.engine.probe_hook)."""
+    # Evaluate the probes before training, after every EVAL_PERIOD-th iteration and after the last (0: off).
+    cfg.PRETRAIN.EVAL_PERIOD = 0
+    cfg.PRETRAIN.PROBES = CN()
+    # Image-level kNN: an image folder with <root>/train/<class>/* and <root>/val/<class>/* ("": off).
+    cfg.PRETRAIN.PROBES.IMAGE_ROOT = ""
+    # Object-level kNN and linear probe: registered COCO-format datasets (train / test) of labelled boxes.
+    cfg.PRETRAIN.PROBES.BOX_TRAIN = ""
+    cfg.PRETRAIN.PROBES.BOX_TEST = ""
+    # Weighted kNN: neighbours and the temperature of their weights exp(cosine / T) (InstDisc / DINO).
+    cfg.PRETRAIN.PROBES.KNN_K = 20
+    cfg.PRETRAIN.PROBES.KNN_TEMPERATURE = 0.07
+    # Image kNN: short side resized to IMAGE_SIZE / 0.875, then the centre IMAGE_SIZE x IMAGE_SIZE crop.
+    cfg.PRETRAIN.PROBES.IMAGE_SIZE = 224
+    # Box probes: images resized as the detector's test transform,
+    # ResizeShortestEdge(MIN_SIZE_TEST, MAX_SIZE_TEST).
+    cfg.PRETRAIN.PROBES.MIN_SIZE_TEST = 800
+    cfg.PRETRAIN.PROBES.MAX_SIZE_TEST = 1333
+    # Images per forward pass of the frozen encoder (per process).
+    cfg.PRETRAIN.PROBES.BATCH_SIZE = 16
+    # Linear probe (logistic regression on standardised box features): Adam steps, lr, L2 weight decay.
+    cfg.PRETRAIN.PROBES.LINEAR_STEPS = 300
+    cfg.PRETRAIN.PROBES.LINEAR_LR = 0.01
+    cfg.PRETRAIN.PROBES.LINEAR_WEIGHT_DECAY = 1e-3
+    # Seed of the linear probe's mini-batch order.
+    cfg.PRETRAIN.PROBES.SEED = 0
 
 
 #: Keys that moved to the PRETRAIN namespace; an old name in a YAML or on the command line is an error naming

@@ -23,7 +23,8 @@ def _pretrain_cfg():
 
 def test_shared_keys_live_under_pretrain_and_methods_keep_their_own():
     cfg = _pretrain_cfg()
-    assert set(cfg.PRETRAIN) == {"DATA", "MOMENTUM"}
+    assert set(cfg.PRETRAIN) == {"DATA", "MOMENTUM", "EVAL_PERIOD", "PROBES"}
+    assert cfg.PRETRAIN.EVAL_PERIOD == 0  # probes are off by default
     assert set(cfg.PRETRAIN.DATA) == {
         "IMAGE_ROOT", "PROPOSALS", "VIEW_GENERATOR", "PIXEL_MEAN", "PIXEL_STD",
         "CORPUS_INDEX", "EXCLUDE_FAILED", "EXCLUDE_LIST", "FAST_PHOTOMETRIC",

@@ -14,6 +14,7 @@ LAYERS = [
     ("soco_proposals",),
     ("soco.config", "soco.data"),
     ("soco.modeling", "soco.solver", "soco.checkpoint", "soco.detection"),
+    ("soco.evaluation",),
     ("soco.engine",),
 ]
 

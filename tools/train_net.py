@@ -17,19 +17,13 @@ import argparse
 
 from detectron2.engine import default_argument_parser, launch
 
-from soco.detection import run_transfer
+from soco.detection import add_register_coco_argument, run_transfer
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
     """Detectron2's standard arguments plus ``--register-coco NAME JSON IMAGE_DIR``."""
     parser = default_argument_parser(epilog=__doc__)
-    parser.add_argument(
-        "--register-coco",
-        nargs=3,
-        action="append",
-        metavar=("NAME", "JSON", "IMAGE_DIR"),
-        help="register a COCO-format dataset under NAME (repeatable); use NAME in DATASETS.TRAIN/TEST",
-    )
+    add_register_coco_argument(parser)
     return parser
 
 

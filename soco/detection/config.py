@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from detectron2.config import CfgNode, get_cfg
 from detectron2.engine import default_setup
 
-from .datasets import check_num_classes, register_coco_format_dataset
+from .datasets import check_num_classes, register_coco_format_datasets
 
 
 def load_transfer_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
@@ -21,10 +21,7 @@ def load_transfer_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
 
 def setup_transfer(args: argparse.Namespace) -> CfgNode:
     """Register ``--register-coco`` datasets, build the frozen config and run ``default_setup``."""
-    user_datasets = []
-    for name, json_file, image_root in args.register_coco or []:
-        register_coco_format_dataset(name, json_file, image_root)
-        user_datasets.append(name)
+    user_datasets = register_coco_format_datasets(args.register_coco)
     cfg = load_transfer_config(args.config_file, args.opts)
     check_num_classes(cfg, user_datasets)
     cfg.freeze()

@@ -6,8 +6,10 @@ Builtin datasets (COCO, LVIS, Pascal VOC, ...) are registered by Detectron2 itse
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+from collections.abc import Iterable, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -33,6 +35,26 @@ def register_coco_format_dataset(name: str, json_file: str, image_root: str) -> 
             f"dataset name {name!r} is already registered (json {meta.get('json_file')!r}); pick another name"
         )
     register_coco_instances(name, {}, json_file, image_root)
+
+
+def add_register_coco_argument(parser: argparse.ArgumentParser, use: str = "DATASETS.TRAIN/TEST") -> None:
+    """``--register-coco NAME JSON IMAGE_DIR`` (repeatable), read by :func:`register_coco_format_datasets`."""
+    parser.add_argument(
+        "--register-coco",
+        nargs=3,
+        action="append",
+        metavar=("NAME", "JSON", "IMAGE_DIR"),
+        help=f"register a COCO-format dataset under NAME (repeatable); use NAME in {use}",
+    )
+
+
+def register_coco_format_datasets(entries: Iterable[Sequence[str]] | None) -> list[str]:
+    """Register every ``(name, json_file, image_root)`` of ``--register-coco``; returns the names."""
+    names = []
+    for name, json_file, image_root in entries or []:
+        register_coco_format_dataset(name, json_file, image_root)
+        names.append(name)
+    return names
 
 
 def coco_category_count(json_file: str) -> int:

@@ -27,7 +27,7 @@ from typing import Any
 import submitit
 from detectron2.utils.registry import Registry
 
-from soco.detection import run_transfer
+from soco.detection import add_register_coco_argument, run_transfer
 from soco_proposals.cluster_jobs import default_json_paths, generate_array_shard, run_filter_steps
 from soco_proposals.generate import DEFAULT_CHUNK_SIZE
 from soco_proposals.raw_shards import incomplete_shard_ids
@@ -243,11 +243,12 @@ class PretrainJob(_TrainingJob):
     @staticmethod
     def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--ims-per-gpu", type=int, default=None, help="sets SOLVER.IMS_PER_GPU")
+        add_register_coco_argument(parser, use="PRETRAIN.PROBES.BOX_TRAIN/BOX_TEST")
 
     @staticmethod
     def job_args(args: argparse.Namespace) -> dict[str, Any]:
         per_gpu = ["SOLVER.IMS_PER_GPU", str(args.ims_per_gpu)] if args.ims_per_gpu else []
-        return {"opts": [*args.opts, *per_gpu]}
+        return {"opts": [*args.opts, *per_gpu], "register_coco": args.register_coco}
 
 
 @CLUSTER_JOB_REGISTRY.register()
@@ -261,9 +262,7 @@ class FinetuneJob(_TrainingJob):
     @staticmethod
     def add_job_arguments(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--eval-only", action="store_true")
-        parser.add_argument(
-            "--register-coco", nargs=3, action="append", metavar=("NAME", "JSON", "IMAGE_DIR"), default=None
-        )
+        add_register_coco_argument(parser)
 
     @staticmethod
     def job_args(args: argparse.Namespace) -> dict[str, Any]:

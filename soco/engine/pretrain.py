@@ -13,6 +13,7 @@ from detectron2.utils.logger import setup_logger
 
 from soco.config import add_soco_config
 from soco.data.build import count_images
+from soco.detection import register_coco_format_datasets
 
 from .distributed import share_cpu_threads
 from .schedule import describe_schedule, key_sources, resolve_schedule
@@ -47,7 +48,12 @@ def setup_pretrain_cfg(config_file: str, opts: list[str], world_size: int | None
 
 
 def run_pretraining(args: argparse.Namespace) -> PretrainTrainer:
-    """Pretrain in this process (one of ``launch``'s workers); returns the finished trainer."""
+    """Pretrain in this process (one of ``launch``'s workers); returns the finished trainer.
+
+    ``args.register_coco`` (``--register-coco``, optional): COCO-format datasets registered in this
+    process before the trainer is built, for ``PRETRAIN.PROBES.BOX_TRAIN`` / ``BOX_TEST``.
+    """
+    register_coco_format_datasets(getattr(args, "register_coco", None))
     requested = load_pretrain_cfg(args.config_file, args.opts)
     sources = key_sources(args.config_file, args.opts)
     world_size = comm.get_world_size()

@@ -9,6 +9,7 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
+from detectron2.utils.events import CommonMetricPrinter
 from torch import nn
 
 from soco.data.build import build_pretrain_train_loader
@@ -17,6 +18,7 @@ from soco.solver import build_optimizer
 from .distributed import check_sync_norms_can_run, wrap_ddp
 from .fast_path import apply_fast_path
 from .hooks import ModelAfterBackwardHook, MomentumHook, SkippedImagesHook, ThroughputHook, unwrap_model
+from .probe_hook import build_probe_hook
 from .step import build_step_runner
 
 
@@ -27,7 +29,8 @@ class PretrainTrainer(DefaultTrainer):
     channels_last order with compiled backbones (:mod:`.fast_path`), the optimizer comes from
     :mod:`soco.solver` (LARS/SGD), DDP runs on CPU too and may have unused parameters, the step runs in
     fp32, bf16 or fp16 on any device (:mod:`.step`), the data stream is resumed at the checkpoint's
-    iteration, there is no evaluation, and the momentum (target) network is updated before every step.
+    iteration, the only evaluation is the probes of ``PRETRAIN.EVAL_PERIOD`` (:mod:`.probe_hook`), and the
+    momentum (target) network is updated before every step.
     """
 
     def __init__(self, cfg: CfgNode):
@@ -77,7 +80,13 @@ class PretrainTrainer(DefaultTrainer):
                     max_to_keep=cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP or None,
                 )
             )
-            ret.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.SOLVER.LOG_PERIOD))
+            writers = self.build_writers()
+            ret.append(hooks.PeriodicWriter(writers, period=cfg.SOLVER.LOG_PERIOD))
+        if cfg.PRETRAIN.EVAL_PERIOD > 0:
+            # after the writers (see ProbeHook); every process probes, the main one flushes its event files
+            main = comm.is_main_process()
+            files = [w for w in writers if not isinstance(w, CommonMetricPrinter)] if main else []
+            ret.append(build_probe_hook(cfg, files))
         return ret
 
     @property

@@ -1,0 +1,113 @@
+"""tools/evaluate_probes.py and tools/plot_probes.py on tiny checkpoints, probe sets and metrics files."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torchvision
+from probes_testing import register_probe_box_sets, write_probe_image_folder
+from transfer_testing import image_level_checkpoint, moco_release, soco_fpn_checkpoint
+
+from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def probe_args(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli_probes")
+    train, test = register_probe_box_sets(root, "cli_boxes")
+    folder = write_probe_image_folder(root / "folder")
+    return ["--image-root", str(folder), "--box-train", train, "--box-test", test, "--image-size", "32",
+            "--min-size-test", "64", "--max-size-test", "128", "--linear-steps", "20"]  # fmt: skip
+
+
+def test_rows_for_each_weights_and_the_random_init_baseline(tmp_path, probe_args, capsys):
+    torch.save(soco_fpn_checkpoint(randomize=False), tmp_path / "soco.pth")
+    torch.save(image_level_checkpoint(), tmp_path / "moco.pth")
+    output = tmp_path / "rows.json"
+    argv = ["--weights", f"soco={tmp_path / 'soco.pth'}", "--weights", f"moco={tmp_path / 'moco.pth'}"]
+    assert _tool("evaluate_probes").main([*argv, "--random-init", *probe_args, "--output", str(output)]) == 0
+    table = capsys.readouterr().out
+    assert "| weights | image_knn | object_knn | object_linear | seconds |" in table
+    lines = [line for line in table.splitlines() if line.startswith("| ")]
+    assert [line.split(" | ")[0] for line in lines[1:]] == [
+        "| random init",
+        "| soco",
+        "| moco",
+        "| chance (majority class)",
+    ]
+    saved = json.loads(output.read_text())
+    assert [row["name"] for row in saved["rows"]] == ["random init", "soco", "moco"]
+    assert saved["rows"][0]["source"] == f"architecture of {tmp_path / 'soco.pth'}"
+    for row in saved["rows"]:
+        assert set(row["results"]) == {
+            "probe/image_knn",
+            "probe/object_knn",
+            "probe/object_linear",
+            "probe/seconds",
+        }
+        assert all(0 <= v <= 100 for k, v in row["results"].items() if k != "probe/seconds")
+    assert saved["chance"]["probe/image_knn"] == 50.0  # 2 balanced classes
+    assert saved["settings"]["image_size"] == 32 and saved["settings"]["knn_k"] == 20
+
+
+def test_converted_pkl_and_official_release_are_read(tmp_path, probe_args, capsys):
+    weights, _ = convert_checkpoint(soco_fpn_checkpoint(randomize=False))
+    save_pickle(detectron2_payload(weights), str(tmp_path / "soco_d2.pkl"))
+    resnet18 = torchvision.models.resnet18(weights=None).state_dict()  # official MoCo layout around it
+    torch.save(moco_release(resnet18), tmp_path / "moco.pth.tar")
+    argv = ["--weights", f"pkl={tmp_path / 'soco_d2.pkl'}", "--weights", f"moco={tmp_path / 'moco.pth.tar'}"]
+    assert _tool("evaluate_probes").main([*argv, *probe_args]) == 0
+    table = capsys.readouterr().out
+    assert "| pkl | " in table and "| moco | " in table and "nan" not in table
+
+
+def test_random_init_of_a_pretraining_config(tmp_path, probe_args, capsys):
+    argv = ["--random-init", "--config-file", str(REPO / "soco/configs/tiny/MoCoV2.yaml"), *probe_args]
+    assert _tool("evaluate_probes").main(argv) == 0
+    assert "| random init |" in capsys.readouterr().out
+
+
+def test_a_missing_or_unreadable_weights_file_stops_before_any_work(tmp_path, probe_args, capsys):
+    torch.save(soco_fpn_checkpoint(randomize=False), tmp_path / "soco.pth")
+    (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
+    tool = _tool("evaluate_probes")
+    for bad in ("missing.pth", "broken.pth"):
+        argv = [
+            "--weights",
+            f"soco={tmp_path / 'soco.pth'}",
+            "--weights",
+            f"bad={tmp_path / bad}",
+            *probe_args,
+        ]
+        assert tool.run(tool.main, argv) == 2
+        out = capsys.readouterr()
+        assert str(tmp_path / bad) in out.err and "probe data" not in out.out
+
+
+def test_plot_probes_writes_a_png_and_rejects_a_file_without_probes(tmp_path, capsys):
+    metrics = tmp_path / "metrics.json"
+    probes = ("probe/object_knn", "probe/object_linear", "probe/image_knn")
+    rows = [
+        {"iteration": 0, **dict(zip(probes, (40.0, 45.0, 50.0), strict=True))},
+        {"iteration": 3, "total_loss": 1.0},
+        {"iteration": 5, **dict(zip(probes, (60.0, 55.0, 75.0), strict=True))},
+    ]
+    metrics.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    tool = _tool("plot_probes")
+    assert tool.main([str(metrics), str(tmp_path / "probes.png")]) == 0
+    assert (tmp_path / "probes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "probe/object_knn: 2 points" in capsys.readouterr().out
+    metrics.write_text(json.dumps({"iteration": 3, "total_loss": 1.0}) + "\n")
+    assert tool.run(tool.main, [str(metrics), str(tmp_path / "none.png")]) == 2
+    assert "no probe/ entries" in capsys.readouterr().err and not (tmp_path / "none.png").exists()
