@@ -177,6 +177,10 @@ def build_steps(s: DemoSettings) -> list[Step]:
                     "PRETRAIN.PROBES.IMAGE_ROOT", data / "probe_images",
                     "PRETRAIN.PROBES.BOX_TRAIN", "demo_train",
                     "PRETRAIN.PROBES.BOX_TEST", "demo_val",
+                    # the demo detector's test size; the probe folder's 112 px images cropped to 96
+                    "PRETRAIN.PROBES.MIN_SIZE_TEST", "144",
+                    "PRETRAIN.PROBES.MAX_SIZE_TEST", "256",
+                    "PRETRAIN.PROBES.IMAGE_SIZE", "96",
                     "OUTPUT_DIR", run_dir,
                     "SOLVER.MAX_ITER", str(s.pretrain_iters),
                     "SOLVER.WARMUP_ITERS", str(max(1, s.pretrain_iters // 10)),
