@@ -86,7 +86,7 @@ def plot_png(document: dict[str, Any]) -> bytes:
     for ax, metric in zip(axes[0], panels, strict=True):
         for x, init in enumerate(inits):
             values = [r[metric] for r in document["runs"] if r["init"] == init and r.get(metric) is not None]
-            offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else [0.0]
+            offsets = np.linspace(-0.12, 0.12, len(values)) if len(values) > 1 else np.zeros(len(values))
             ax.scatter(np.add(x, offsets), values, s=22, color=f"C{x}", alpha=0.8, zorder=3)
             mean = document["summary"][init][metric]["mean"]
             if mean is not None:
