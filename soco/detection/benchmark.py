@@ -279,7 +279,7 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
         metavar=("NAME", "JSON", "IMAGE_DIR"),
         help="register a COCO-format dataset for every run (repeatable), as in tools/train_net.py",
     )
-    add("--num-gpus", type=int, default=1, help="GPUs of each run (tools/train_net.py --num-gpus)")
+    add("--num-gpus", type=int, default=1, help="GPUs of each run (tools/train_net.py --num-gpus; 0: CPU)")
     add("output_dir", type=Path, metavar="OUTPUT_DIR", help="<NAME>/seed<k>/ per run, results.{json,md,png}")
     add("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every run")  # fmt: skip
 
