@@ -176,6 +176,11 @@ def test_frozen_mode_freezes_what_each_weights_file_holds(inputs, tmp_path):
     assert runs["soco"].freeze_parts == ("backbone", "fpn", "box_head")
     assert runs["moco"].freeze_parts == ("backbone",)
     assert runs["scratch"].freeze_parts == ("backbone",), "random init: a frozen random backbone"
+    c4_opts = [*OPTS[: OPTS.index("DATASETS.TRAIN")], "MODEL.ANCHOR_GENERATOR.SIZES", "[[16, 32, 64, 128]]"]
+    c4_config = str(CONFIGS / "coco/mask_rcnn_R_50_C4_1x_soco_c4_100ep.yaml")
+    c4 = benchmark.BenchmarkSpec(c4_config, spec_.weights, 1, tmp_path / "c4", frozen=True, opts=c4_opts)
+    c4_parts = {run.init: run.freeze_parts for run in benchmark.plan_runs(c4)}
+    assert c4_parts["soco"] == ("backbone",), "the FPN and box head of the weights are not in a C4 model"
     command = runs["soco"].command(spec_, benchmark.TRAIN_NET, resume=False)
     assert command[command.index("MODEL.FREEZE_PARTS") + 1] == "['backbone', 'fpn', 'box_head']"
     assert command[command.index("SEED") + 1] == "0" and command[command.index("OUTPUT_DIR") + 1] == str(

@@ -26,8 +26,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from detectron2.modeling import build_model
 
-from soco.checkpoint import check_transfer, load_checkpoint, transferred_parts
+from soco.checkpoint import PART_MODEL_KEYS, check_transfer, load_checkpoint, transferred_parts
 from soco_proposals.fileio import atomic_write_text
 
 from .config import load_transfer_config
@@ -154,8 +155,6 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
         raise ValueError(
             f"DATASETS.TEST is {tuple(cfg.DATASETS.TEST)}; the benchmark evaluates on one dataset"
         )
-    from detectron2.modeling import build_model  # the detector stack only once the cheap checks passed
-
     model_state = build_model(cfg).state_dict()
     parts: dict[str, tuple[str, ...]] = {}
     for name, path in spec.weights.items():
@@ -171,7 +170,11 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
                 f"--weights {name}={path} does not fit the model of {spec.config_file}:\n{check.summary()}"
             )
         if spec.frozen:
-            parts[name] = tuple(transferred_parts(weights))
+            held = transferred_parts(weights)
+            parts[name] = tuple(p for p in held if any(PART_MODEL_KEYS[p].search(k) for k in model_state))
+            if len(parts[name]) < len(held):
+                absent = sorted(set(held) - set(parts[name]))
+                logger.info("%s: the weights hold %s, which this model lacks; not frozen", name, absent)
     runs = [
         BenchmarkRun(name, seed, str(Path(path).resolve()) if path else "", parts[name],
                      spec.output_dir.resolve() / name / f"seed{seed}")
