@@ -1,11 +1,20 @@
 """Registering users' COCO-format datasets."""
 
+import json
+import logging
+
 import pytest
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from transfer_testing import write_tiny_coco_dataset
 
-from soco.detection.datasets import check_num_classes, coco_category_count, register_coco_format_dataset
+from soco.detection.datasets import (
+    boxes_per_category,
+    check_num_classes,
+    coco_category_count,
+    log_classes_without_boxes,
+    register_coco_format_dataset,
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,3 +59,23 @@ def test_num_classes_must_match_the_training_dataset(dataset):
         check_num_classes(cfg, ["soco_test_classes"])
     cfg.DATASETS.TRAIN = ("coco_2017_train",)
     check_num_classes(cfg, ["soco_test_classes"])  # only training datasets are checked
+
+
+def test_classes_without_boxes_are_counted_in_the_log(dataset, tmp_path, caplog):
+    json_file, images = dataset
+    content = json.loads(json_file.read_text())
+    content["categories"].append({"id": 3, "name": "triangle"})
+    three = tmp_path / "three.json"
+    three.write_text(json.dumps(content))
+    assert boxes_per_category(str(three)) == {
+        "rectangle": sum(a["category_id"] == 1 for a in content["annotations"]),
+        "ellipse": sum(a["category_id"] == 2 for a in content["annotations"]),
+        "triangle": 0,
+    }
+    register_coco_format_dataset("soco_test_empty_class", str(three), str(images))
+    register_coco_format_dataset("soco_test_full", str(json_file), str(images))
+    with caplog.at_level(logging.WARNING, logger="soco.detection.datasets"):
+        log_classes_without_boxes(["soco_test_empty_class", "soco_test_full"])
+    assert [r.getMessage() for r in caplog.records] == [
+        "dataset soco_test_empty_class: 1 of 3 classes have no boxes (triangle)"
+    ]

@@ -183,3 +183,26 @@ def test_fine_tuning_job_trains_and_evaluates(tmp_path):
     assert job.result() == {"output_dir": str(out), "model_final": True}
     final = json.loads((out / "metrics.json").read_text().splitlines()[-1])
     assert "bbox/AP" in final and "segm/AP" in final  # the evaluation after training ran
+
+
+def test_transfer_benchmark_job_runs_the_benchmark(tmp_path, monkeypatch):
+    """submitit's debug executor (the job in this process; its fine-tunings are train_net processes)."""
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+    json_file, images = map(str, write_tiny_coco_dataset(tmp_path / "shapes", num_images=3))
+    seed = TINY_FINETUNE.index("SEED")
+    without_seed = TINY_FINETUNE[:seed] + TINY_FINETUNE[seed + 2 :]  # the benchmark sets SEED per run
+    config = REPO / "detectron2_configs" / "coco" / "mask_rcnn_R_50_FPN_1x_scratch.yaml"
+    (job,) = _submit(
+        "benchmark", "--cluster", "debug", "--time", "10", "--num-gpus", "0",
+        "--config-file", config, "--weights", "scratch=", "--seeds", "1", "--first-seed", "3",
+        "--register-coco", "job_train", json_file, images, "--register-coco", "job_val", json_file, images,
+        tmp_path / "bench", *without_seed, "SOLVER.MAX_ITER", "1",
+        "DATASETS.TRAIN", "('job_train',)", "DATASETS.TEST", "('job_val',)",
+    )  # fmt: skip
+    document = job.result()
+    assert [(r["init"], r["seed"]) for r in document["runs"]] == [("scratch", 3)]
+    assert json.loads((tmp_path / "bench" / "results.json").read_text())["summary"] == document["summary"]
+    assert (tmp_path / "bench" / "scratch" / "seed3" / "model_final.pth").is_file()
+    with pytest.raises(FileNotFoundError, match="--weights soco=nope.pkl: the file does not exist"):
+        _submit("benchmark", "--cluster", "debug", "--config-file", config, "--weights", "soco=nope.pkl",
+                "--seeds", "1", tmp_path / "b2")  # fmt: skip

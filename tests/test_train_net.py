@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from transfer_testing import (
     CONFIGS,
     REPO,
@@ -163,3 +164,29 @@ def test_voc_config_fine_tunes_and_is_scored_by_the_voc_evaluator(soco_c4_weight
     _assert_finite_ap(final, ("bbox",))
     assert "Reading a file from 'soco'" in log
     assert "Evaluating voc_2007_test using 2007 metric" in log, "Detectron2's PascalVOCDetectionEvaluator ran"
+
+
+def test_the_seed_makes_two_fine_tunes_equal(dataset, soco_weights, tmp_path):
+    """Same SEED: equal weights and AP tensor for tensor (data order, augmentation, two loader workers,
+    initialisation of the new layers, precise BN); another SEED: other weights."""
+
+    def fine_tune(name: str, seed: int) -> tuple[dict, dict]:
+        out = tmp_path / name
+        extra = ["MODEL.WEIGHTS", str(soco_weights), "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "2"]
+        train_net.main(_args(dataset, out, *extra, "SEED", str(seed)))
+        final = json.loads((out / "metrics.json").read_text().splitlines()[-1])
+        return torch.load(out / "model_final.pth", map_location="cpu")["model"], final
+
+    first, first_metrics = fine_tune("a", 7)
+    second, second_metrics = fine_tune("b", 7)
+    other, _ = fine_tune("c", 8)
+    assert first.keys() == second.keys() == other.keys()
+    assert all(torch.equal(first[key], second[key]) for key in first)
+    evaluation = [
+        json.dumps({k: v for k, v in m.items() if "/" in k}) for m in (first_metrics, second_metrics)
+    ]
+    assert "bbox/AP" in evaluation[0] and evaluation[0] == evaluation[1]  # as text: NaN equals NaN
+    differ = [key for key in first if not torch.equal(first[key], other[key])]
+    assert any(key.startswith("roi_heads.box_predictor.") for key in differ), (
+        "new layers initialised per seed"
+    )

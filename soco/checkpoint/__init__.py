@@ -20,10 +20,17 @@ from .formats import SOURCE_FORMATS, SourceFormat, detect_format, get_format, re
 from .io import CheckpointReadError, load_checkpoint, save_pickle, save_torch
 from .publish import publish_checkpoint
 from .validate import CheckpointLayoutError, TransferArchitecture, validate_transfer_weights
-from .verify import TransferCheck, check_transfer, check_transfer_with_config
+from .verify import (
+    PART_MODEL_KEYS,
+    TransferCheck,
+    check_transfer,
+    check_transfer_with_config,
+    transferred_parts,
+)
 
 __all__ = [
     "KEEP_CHOICES",
+    "PART_MODEL_KEYS",
     "SOURCE_FORMATS",
     "CheckpointLayoutError",
     "CheckpointReadError",
@@ -45,5 +52,6 @@ __all__ = [
     "save_pickle",
     "save_torch",
     "torchvision_payload",
+    "transferred_parts",
     "validate_transfer_weights",
 ]

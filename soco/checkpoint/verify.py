@@ -9,7 +9,7 @@ model tensors of the transferred parts stay at their initialisation.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,13 +49,11 @@ class TransferCheck:
         return "\n".join(lines)
 
 
-def _parts_of(weights: Mapping[str, np.ndarray]) -> set[str]:
-    parts = {"backbone"}
-    if any(name.startswith("fpn_") for name in weights):
-        parts.add("fpn")
-    if any(name.startswith("box_head.") for name in weights):
-        parts.add("box_head")
-    return parts
+def transferred_parts(names: Iterable[str]) -> list[str]:
+    """The parts of ``PART_MODEL_KEYS`` that checkpoint names (converted suffixes or full model keys)
+    hold, in that order; the backbone always (it is what every pretraining transfers)."""
+    names = list(names)
+    return [p for p, key in PART_MODEL_KEYS.items() if p == "backbone" or any(key.search(n) for n in names)]
 
 
 def check_transfer(
@@ -70,7 +68,7 @@ def check_transfer(
         if key in model_state:
             check.loaded[key] = source_of[id(value)]
     check.unused = sorted(set(tensors) - set(check.loaded.values()))
-    wanted = [PART_MODEL_KEYS[part] for part in _parts_of(weights)]
+    wanted = [PART_MODEL_KEYS[part] for part in transferred_parts(weights)]
     for key, model_value in model_state.items():
         if key in check.loaded or not any(p.search(key) for p in wanted):
             continue

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.data.datasets import register_coco_instances
+
+logger = logging.getLogger(__name__)
 
 
 def register_coco_format_dataset(name: str, json_file: str, image_root: str) -> None:
@@ -77,4 +81,28 @@ def check_num_classes(cfg: CfgNode, dataset_names: list[str]) -> None:
             raise ValueError(
                 f"dataset {name!r} has {count} categories but MODEL.ROI_HEADS.NUM_CLASSES is "
                 f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES}; add 'MODEL.ROI_HEADS.NUM_CLASSES {count}' to the command"
+            )
+
+
+def boxes_per_category(json_file: str) -> dict[str, int]:
+    """``{category name: number of annotations}`` of a COCO-format file, every declared category listed."""
+    with open(json_file) as f:
+        content = json.load(f)
+    counts = Counter(annotation["category_id"] for annotation in content.get("annotations", []))
+    return {category["name"]: counts[category["id"]] for category in content.get("categories", [])}
+
+
+def log_classes_without_boxes(dataset_names: list[str]) -> None:
+    """Warn, with a count, about each registered COCO-format dataset whose categories include some that no
+    box uses (such a class is never trained on, or scores NaN AP in an evaluation)."""
+    for name in dataset_names:
+        counts = boxes_per_category(MetadataCatalog.get(name).json_file)
+        empty = [category for category, count in counts.items() if count == 0]
+        if empty:
+            logger.warning(
+                "dataset %s: %d of %d classes have no boxes (%s)",
+                name,
+                len(empty),
+                len(counts),
+                ", ".join(empty),
             )

@@ -9,13 +9,22 @@ from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer
 from detectron2.evaluation import DatasetEvaluator, verify_results
 from detectron2.utils import comm
+from torch import nn
 
 from .config import setup_transfer
 from .evaluation import build_evaluator
+from .freeze import freeze_parts
 
 
 class TransferTrainer(DefaultTrainer):
-    """``DefaultTrainer`` that evaluates COCO, LVIS and Pascal VOC datasets (see ``evaluation.py``)."""
+    """``DefaultTrainer`` that freezes ``MODEL.FREEZE_PARTS`` and evaluates COCO, LVIS and Pascal VOC
+    datasets (see ``evaluation.py``)."""
+
+    @classmethod
+    def build_model(cls, cfg: CfgNode) -> nn.Module:
+        model = super().build_model(cfg)
+        freeze_parts(model, cfg.MODEL.FREEZE_PARTS)
+        return model
 
     @classmethod
     def build_evaluator(

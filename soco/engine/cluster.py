@@ -1,12 +1,8 @@
 """Cluster jobs through submitit (SLURM, or local subprocesses): pretraining, proposals, fine-tuning.
 
 Each kind of job is a class in ``CLUSTER_JOB_REGISTRY``; ``tools/submit.py`` turns every registered kind
-into a sub-command. A new kind only registers a class; the transfer benchmark, for instance, would be::
-
-    @CLUSTER_JOB_REGISTRY.register()
-    class TransferBenchmarkJob(_TrainingJob):   # or any class with NAME, HELP, add_arguments, submit
-        NAME, HELP = "transfer", "fine-tune and evaluate every pretrained checkpoint"
-        ENTRY = transfer_benchmark_entry         # a module-level function(args) run in every task
+into a sub-command. A new kind only registers a class with ``NAME``, ``HELP``, ``add_arguments`` and
+``submit`` (``TransferBenchmarkJob`` below is a short example).
 
 Training jobs run one task per GPU; each task joins
 the process group from SLURM's variables (submitit's ``TorchDistributedEnvironment``), always resumes from
@@ -28,6 +24,7 @@ import submitit
 from detectron2.utils.registry import Registry
 
 from soco.detection import add_register_coco_argument, run_transfer
+from soco.detection.benchmark import add_benchmark_arguments, plan_runs, run_benchmark, spec_from_args
 from soco_proposals.cluster_jobs import default_json_paths, generate_array_shard, run_filter_steps
 from soco_proposals.generate import DEFAULT_CHUNK_SIZE
 from soco_proposals.raw_shards import incomplete_shard_ids
@@ -324,3 +321,36 @@ class ProposalsJob:
         filter_job = filter_executor.submit(run_filter_steps, *filter_args)
         logger.info("filter job %s%s", filter_job.job_id, f" after {dependency}" if dependency else "")
         return [*jobs, filter_job]
+
+
+class BenchmarkTask(submitit.helpers.Checkpointable):
+    """The transfer benchmark in one task; requeued, it skips the finished runs and resumes the cut one."""
+
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+
+    def __call__(self) -> dict[str, Any]:
+        return run_benchmark(spec_from_args(self.args))
+
+
+@CLUSTER_JOB_REGISTRY.register()
+class TransferBenchmarkJob:
+    """The multi-seed transfer benchmark (``tools/benchmark_transfer.py``) as one job on one node: its
+    fine-tunings run one after the other, each on the node's ``--num-gpus`` GPUs (0: on the CPU)."""
+
+    NAME = "benchmark"
+    HELP = "fine-tune every (weights, seed) and tabulate AP mean / std (re-run: only unfinished runs)"
+
+    @staticmethod
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        add_benchmark_arguments(parser)
+
+    @staticmethod
+    def submit(args: argparse.Namespace) -> list:
+        args.output_dir = args.output_dir.resolve()  # absolute paths: the job may start in another folder
+        plan_runs(spec_from_args(args))  # bad input fails here, before anything is queued
+        resources = resources_from_args(args, args.output_dir / "submitit", "soco-benchmark", cpus=10)
+        resources.gpus_per_node = args.num_gpus
+        job = resources.executor().submit(BenchmarkTask(args))
+        logger.info("submitted benchmark job %s, output %s", job.job_id, args.output_dir)
+        return [job]

@@ -1,0 +1,294 @@
+"""Multi-seed transfer benchmark: every (weights, seed) fine-tuned by ``tools/train_net.py``, then tabulated.
+
+Each run is a normal ``tools/train_net.py`` process (its command line is logged) in
+``OUTPUT_DIR/<NAME>/seed<k>/`` with ``SEED k``. A run is finished when its ``result.json`` (the final
+evaluation, written atomically once the process has succeeded) exists: a re-run skips it, resumes a run
+that has a ``last_checkpoint`` (``--resume``) and starts the others. ``--frozen`` freezes, per weights
+file, the parts it holds (``MODEL.FREEZE_PARTS``: the backbone always, the FPN and box head when the
+file has them); random init (an empty path) then trains on a frozen random backbone, the baseline of
+the probe. Every input is checked before the first run starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import re
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from detectron2.modeling import build_model
+
+from soco.checkpoint import PART_MODEL_KEYS, check_transfer, load_checkpoint, transferred_parts
+from soco_proposals.fileio import atomic_write_text
+
+from .config import load_transfer_config
+from .datasets import add_register_coco_argument, check_num_classes, register_coco_format_datasets
+
+logger = logging.getLogger(__name__)
+
+TRAIN_NET = Path(__file__).resolve().parents[2] / "tools" / "train_net.py"
+RESULT_FILE = "result.json"  # a run's final evaluation; its presence marks the run finished
+SETTINGS_FILE = "benchmark_run.json"  # what a run was started with; a re-run must match it
+TASKS = ("bbox", "segm")
+METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+# Keys each run gets from the benchmark; the user's overrides may not set them.
+RESERVED_KEYS = ("SEED", "MODEL.WEIGHTS", "OUTPUT_DIR", "MODEL.FREEZE_PARTS")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+@dataclass
+class BenchmarkSpec:
+    """What to run: ``weights`` maps an init name to a weights file ("" = random init)."""
+
+    config_file: str
+    weights: dict[str, str]
+    seeds: int
+    output_dir: Path
+    frozen: bool = False
+    first_seed: int = 0
+    opts: list[str] = field(default_factory=list)
+    register_coco: list[list[str]] = field(default_factory=list)
+    num_gpus: int = 1
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """One fine-tuning of the benchmark."""
+
+    init: str
+    seed: int
+    weights: str
+    freeze_parts: tuple[str, ...]
+    output_dir: Path
+
+    def settings(self, spec: BenchmarkSpec) -> dict[str, Any]:
+        """Everything that determines the run's result (kept in its folder to catch a changed re-run)."""
+        return {
+            "config_file": str(Path(spec.config_file).resolve()),
+            "weights": self.weights,
+            "seed": self.seed,
+            "freeze_parts": list(self.freeze_parts),
+            "opts": list(spec.opts),
+            "register_coco": [list(r) for r in spec.register_coco],
+        }
+
+    def command(self, spec: BenchmarkSpec, train_net: Path, resume: bool) -> list[str]:
+        """The ``tools/train_net.py`` command line of this run."""
+        datasets = [arg for triple in spec.register_coco for arg in ("--register-coco", *triple)]
+        frozen = ["MODEL.FREEZE_PARTS", repr(list(self.freeze_parts))] if self.freeze_parts else []
+        return [
+            sys.executable, str(train_net), "--config-file", spec.config_file,
+            "--num-gpus", str(spec.num_gpus), *datasets, *(["--resume"] if resume else []), *spec.opts,
+            "SEED", str(self.seed), "MODEL.WEIGHTS", self.weights, *frozen,
+            "OUTPUT_DIR", str(self.output_dir),
+        ]  # fmt: skip
+
+
+def parse_weights(specs: Sequence[str]) -> dict[str, str]:
+    """``["soco=a.pkl", "scratch="]`` -> ``{"soco": "a.pkl", "scratch": ""}``; names are folder names."""
+    weights: dict[str, str] = {}
+    for text in specs:
+        name, sep, path = text.partition("=")
+        if not sep or not _NAME.fullmatch(name):
+            raise ValueError(
+                f"--weights {text!r}: expected NAME=PATH (NAME of letters, digits, '_.-'; PATH may be empty)"
+            )
+        if name in weights:
+            raise ValueError(f"--weights: the name {name!r} is given twice; each init needs its own name")
+        weights[name] = path
+    if not weights:
+        raise ValueError("give at least one --weights NAME=PATH")
+    return weights
+
+
+def _state_dict_of(path: str) -> dict[str, np.ndarray]:
+    """The tensors of a weights file (a converted ``.pkl`` or a Detectron2 ``.pth``) as numpy arrays."""
+    payload = load_checkpoint(path)
+    state = payload.get("model", payload) if isinstance(payload, dict) else None
+    if not isinstance(state, dict):
+        raise ValueError(f"weights {path!r}: no state dict (a dict of tensors, or one under 'model')")
+    return {
+        name: value.numpy() if torch.is_tensor(value) else np.asarray(value)
+        for name, value in state.items()
+        if torch.is_tensor(value) or isinstance(value, np.ndarray)
+    }
+
+
+def _check_opts(opts: Sequence[str]) -> None:
+    if len(opts) % 2:
+        raise ValueError(f"the overrides must be KEY VALUE pairs, got an odd number: {list(opts)}")
+    reserved = [key for key in opts[0::2] if key in RESERVED_KEYS]
+    if reserved:
+        raise ValueError(
+            f"{reserved}: the benchmark sets {list(RESERVED_KEYS)} per run; remove them from the overrides"
+        )
+
+
+def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
+    """Check every input (raising an error that names the file or key) and list the runs, init-major."""
+    if spec.seeds < 1:
+        raise ValueError(f"--seeds must be at least 1, got {spec.seeds}")
+    if spec.first_seed < 0:
+        raise ValueError(
+            f"--first-seed must be >= 0 (a negative SEED is a random seed), got {spec.first_seed}"
+        )
+    _check_opts(spec.opts)
+    if not Path(spec.config_file).is_file():
+        raise FileNotFoundError(f"--config-file {spec.config_file!r} does not exist")
+    user_datasets = register_coco_format_datasets(spec.register_coco)
+    cfg = load_transfer_config(spec.config_file, [*spec.opts, "MODEL.DEVICE", "cpu"])
+    check_num_classes(cfg, user_datasets)
+    if len(cfg.DATASETS.TEST) != 1:
+        raise ValueError(
+            f"DATASETS.TEST is {tuple(cfg.DATASETS.TEST)}; the benchmark evaluates on one dataset"
+        )
+    model_state = build_model(cfg).state_dict()
+    parts: dict[str, tuple[str, ...]] = {}
+    for name, path in spec.weights.items():
+        parts[name] = ("backbone",) if spec.frozen else ()
+        if not path:
+            continue
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--weights {name}={path}: the file does not exist")
+        weights = _state_dict_of(path)
+        check = check_transfer(model_state, weights)
+        if not check.ok:
+            raise ValueError(
+                f"--weights {name}={path} does not fit the model of {spec.config_file}:\n{check.summary()}"
+            )
+        if spec.frozen:
+            held = transferred_parts(weights)
+            parts[name] = tuple(p for p in held if any(PART_MODEL_KEYS[p].search(k) for k in model_state))
+            if len(parts[name]) < len(held):
+                absent = sorted(set(held) - set(parts[name]))
+                logger.info("%s: the weights hold %s, which this model lacks; not frozen", name, absent)
+    runs = [
+        BenchmarkRun(name, seed, str(Path(path).resolve()) if path else "", parts[name],
+                     spec.output_dir.resolve() / name / f"seed{seed}")
+        for name, path in spec.weights.items()
+        for seed in range(spec.first_seed, spec.first_seed + spec.seeds)
+    ]  # fmt: skip
+    for run in runs:
+        settings_file = run.output_dir / SETTINGS_FILE
+        if settings_file.is_file() and json.loads(settings_file.read_text()) != run.settings(spec):
+            raise ValueError(
+                f"{run.output_dir} was started with other settings ({settings_file}); "
+                "use another OUTPUT_DIR, or delete that folder to run it again"
+            )
+    return runs
+
+
+def final_evaluation(metrics_file: Path) -> dict[str, float | None]:
+    """``{"bbox/AP": ..., "segm/AP": ...}`` of the last evaluation in a run's ``metrics.json`` (NaN: None)."""
+    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
+    evaluations = [record for record in records if "bbox/AP" in record]
+    if not evaluations:
+        raise ValueError(f"{metrics_file}: no evaluation (bbox/AP) recorded")
+    last = evaluations[-1]
+    result: dict[str, float | None] = {"iteration": last["iteration"]}
+    for key in (f"{task}/{metric}" for task in TASKS for metric in METRICS):
+        if key in last:
+            result[key] = last[key] if math.isfinite(last[key]) else None
+    return result
+
+
+def execute_run(run: BenchmarkRun, spec: BenchmarkSpec, train_net: Path = TRAIN_NET) -> dict[str, Any]:
+    """Fine-tune and evaluate one run (or resume it), write its ``result.json``; returns that result."""
+    run.output_dir.mkdir(parents=True, exist_ok=True)
+    resume = (run.output_dir / "last_checkpoint").is_file()
+    atomic_write_text(run.output_dir / SETTINGS_FILE, [json.dumps(run.settings(spec), indent=1) + "\n"])
+    command = run.command(spec, train_net, resume)
+    logger.info("%s seed %d: %s%s", run.init, run.seed, "resuming: " if resume else "", shlex.join(command))
+    stdout = run.output_dir / "stdout.txt"
+    with open(stdout, "ab") as f:
+        process = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT)
+    if process.returncode:
+        tail = "\n".join(stdout.read_text(errors="replace").splitlines()[-20:])
+        raise RuntimeError(
+            f"{run.init} seed {run.seed}: tools/train_net.py exited with status {process.returncode} "
+            f"(output in {stdout}); run the benchmark again to resume. Last lines:\n{tail}"
+        )
+    result = {"init": run.init, "seed": run.seed, "output_dir": str(run.output_dir)}
+    result |= final_evaluation(run.output_dir / "metrics.json")
+    atomic_write_text(run.output_dir / RESULT_FILE, [json.dumps(result, indent=1) + "\n"])
+    return result
+
+
+def run_benchmark(spec: BenchmarkSpec, train_net: Path = TRAIN_NET) -> dict[str, Any]:
+    """Check the inputs, run every unfinished (weights, seed), write ``results.{json,md,png}``; returns
+    the results (``benchmark_report.results_document``)."""
+    from .benchmark_report import results_document, write_report
+
+    runs = plan_runs(spec)
+    if not train_net.is_file():
+        raise FileNotFoundError(
+            f"{train_net} does not exist; the benchmark runs tools/train_net.py of a checkout"
+        )
+    results = []
+    for run in runs:
+        result_file = run.output_dir / RESULT_FILE
+        if result_file.is_file():
+            logger.info("%s seed %d: finished earlier (%s), skipped", run.init, run.seed, result_file)
+            results.append(json.loads(result_file.read_text()))
+        else:
+            results.append(execute_run(run, spec, train_net))
+    document = results_document(spec.config_file, spec.frozen, spec.opts, results)
+    write_report(document, spec.output_dir)
+    return document
+
+
+def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
+    """The benchmark's options (``tools/benchmark_transfer.py`` and the cluster job share them)."""
+    add = parser.add_argument
+    add("--config-file", required=True, help="fine-tuning config (detectron2_configs/...)")
+    add(
+        "--weights",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        required=True,
+        help="an init to compare, repeatable; an empty PATH (scratch=) is random init",
+    )
+    add(
+        "--seeds",
+        type=int,
+        required=True,
+        help="fine-tunings per init (SEED first-seed, first-seed + 1, ...)",
+    )
+    add("--first-seed", type=int, default=0)
+    add(
+        "--frozen",
+        action="store_true",
+        help="detection probe: freeze the backbone and, where the weights hold them, the FPN and box head",
+    )
+    add_register_coco_argument(parser, use="DATASETS.TRAIN/TEST of every run")
+    add("--num-gpus", type=int, default=1, help="GPUs of each run (tools/train_net.py --num-gpus; 0: CPU)")
+    add("output_dir", type=Path, metavar="OUTPUT_DIR", help="<NAME>/seed<k>/ per run, results.{json,md,png}")
+    add("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every run")  # fmt: skip
+
+
+def spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
+    """The :class:`BenchmarkSpec` of parsed :func:`add_benchmark_arguments` options."""
+    return BenchmarkSpec(
+        config_file=str(Path(args.config_file).resolve()),  # absolute: a cluster job may start elsewhere
+        weights=parse_weights(args.weights),
+        seeds=args.seeds,
+        output_dir=Path(args.output_dir),
+        frozen=args.frozen,
+        first_seed=args.first_seed,
+        opts=list(args.opts),
+        register_coco=[
+            [name, str(Path(j).resolve()), str(Path(d).resolve())] for name, j, d in args.register_coco or []
+        ],
+        num_gpus=args.num_gpus,
+    )
