@@ -31,7 +31,7 @@ class DemoSettings:
     pretrain_iters: int = 200
     pretrain_batch: int = 8
     probe_period: int = 50
-    finetune_iters: int = 200
+    finetune_iters: int = 150
     seeds: int = 2
     transfer_modes: tuple[str, ...] = ("frozen",)
     mocov2: bool = True  # pretrain a tiny MoCo v2 with the same budget and add it to the benchmark
