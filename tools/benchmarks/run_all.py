@@ -124,6 +124,10 @@ def main() -> None:
             "--cpu-time",
             *(["--iters", "1", "--warmup", "1"] if quick else ["--iters", "3", "--warmup", "1"]),
         ],
+        "Cost of one probe evaluation (demo-sized probe sets, tiny configs)": [
+            "tools/benchmarks/bench_probes.py",
+            *(["--rounds", "1", "--configs", "SoCo_FPN.yaml"] if quick else []),
+        ],
         "Transfer benchmark on the demo's data (mean ± std over seeds; frozen and full fine-tuning)": [
             "tools/benchmarks/bench_transfer.py",
             *(["--quick"] if quick else ["--seeds", "3"]),
