@@ -53,6 +53,7 @@ class ProbeHook(HookBase):
         self.period = period
         self.max_iter = max_iter
         self.writers = list(writers)
+        self._due: set[int] = set()
 
     def _probe(self, iteration: int) -> None:
         for writer in self.writers:
@@ -62,12 +63,14 @@ class ProbeHook(HookBase):
         logger.info("probes at iteration %d: %s", iteration, format_results(results))
 
     def before_train(self) -> None:
-        if self.trainer.iter == 0:  # a resumed run was probed at its start already
+        # a resumed run was probed at its start already: no row at the resumed iteration
+        self._due = set(probe_iterations(self.period, self.max_iter, start_iter=self.trainer.iter))
+        if 0 in self._due:
             self._probe(0)
 
     def after_step(self) -> None:
         finished = self.trainer.iter + 1
-        if finished % self.period == 0 or finished == self.max_iter:
+        if finished in self._due:
             self._probe(finished)
 
 
