@@ -11,9 +11,9 @@ from transfer_testing import write_tiny_coco_dataset
 from soco.detection.datasets import (
     boxes_per_category,
     check_num_classes,
-    coco_category_count,
     log_classes_without_boxes,
     register_coco_format_dataset,
+    registered_box_counts,
 )
 
 
@@ -31,7 +31,7 @@ def test_register_loads_records_and_is_idempotent(dataset):
     assert records[0]["annotations"][0]["segmentation"], "polygon masks are read"
     meta = MetadataCatalog.get("soco_test_shapes")
     assert meta.evaluator_type == "coco" and meta.thing_classes == ["rectangle", "ellipse"]
-    assert coco_category_count(json_file) == 2
+    assert len(boxes_per_category(json_file)) == 2
 
 
 def test_name_clash_and_missing_files_are_errors(dataset, tmp_path):
@@ -53,12 +53,12 @@ def test_num_classes_must_match_the_training_dataset(dataset):
     cfg = get_cfg()
     cfg.DATASETS.TRAIN = ("soco_test_classes",)
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 2
-    check_num_classes(cfg, ["soco_test_classes"])
+    check_num_classes(cfg, registered_box_counts(["soco_test_classes"]))
     cfg.MODEL.ROI_HEADS.NUM_CLASSES = 80
     with pytest.raises(ValueError, match="'MODEL.ROI_HEADS.NUM_CLASSES 2'"):
-        check_num_classes(cfg, ["soco_test_classes"])
+        check_num_classes(cfg, registered_box_counts(["soco_test_classes"]))
     cfg.DATASETS.TRAIN = ("coco_2017_train",)
-    check_num_classes(cfg, ["soco_test_classes"])  # only training datasets are checked
+    check_num_classes(cfg, registered_box_counts(["soco_test_classes"]))  # only training datasets are checked
 
 
 def test_classes_without_boxes_are_counted_in_the_log(dataset, tmp_path, caplog):
@@ -75,7 +75,7 @@ def test_classes_without_boxes_are_counted_in_the_log(dataset, tmp_path, caplog)
     register_coco_format_dataset("soco_test_empty_class", str(three), str(images))
     register_coco_format_dataset("soco_test_full", str(json_file), str(images))
     with caplog.at_level(logging.WARNING, logger="soco.detection.datasets"):
-        log_classes_without_boxes(["soco_test_empty_class", "soco_test_full"])
+        log_classes_without_boxes(registered_box_counts(["soco_test_empty_class", "soco_test_full"]))
     assert [r.getMessage() for r in caplog.records] == [
         "dataset soco_test_empty_class: 1 of 3 classes have no boxes (triangle)"
     ]

@@ -32,7 +32,12 @@ from soco.checkpoint import PART_MODEL_KEYS, check_transfer, load_checkpoint, tr
 from soco_proposals.fileio import atomic_write_text
 
 from .config import load_transfer_config
-from .datasets import add_register_coco_argument, check_num_classes, register_coco_format_datasets
+from .datasets import (
+    add_register_coco_argument,
+    check_num_classes,
+    register_coco_format_datasets,
+    registered_box_counts,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +152,7 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
         raise FileNotFoundError(f"--config-file {spec.config_file!r} does not exist")
     user_datasets = register_coco_format_datasets(spec.register_coco)
     cfg = load_transfer_config(spec.config_file, [*spec.opts, "MODEL.DEVICE", "cpu"])
-    check_num_classes(cfg, user_datasets)
+    check_num_classes(cfg, registered_box_counts(user_datasets))
     if len(cfg.DATASETS.TEST) != 1:
         raise ValueError(
             f"DATASETS.TEST is {tuple(cfg.DATASETS.TEST)}; the benchmark evaluates on one dataset"

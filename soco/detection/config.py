@@ -10,7 +10,12 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from .datasets import check_num_classes, log_classes_without_boxes, register_coco_format_datasets
+from .datasets import (
+    check_num_classes,
+    log_classes_without_boxes,
+    register_coco_format_datasets,
+    registered_box_counts,
+)
 
 
 def add_transfer_config(cfg: CfgNode) -> None:
@@ -32,11 +37,11 @@ def load_transfer_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
 def setup_transfer(args: argparse.Namespace) -> CfgNode:
     """Register ``--register-coco`` datasets, build the frozen config, run ``default_setup`` (which seeds
     torch, numpy and random with ``SEED`` + rank when ``SEED`` >= 0) and log empty classes of the datasets."""
-    user_datasets = register_coco_format_datasets(args.register_coco)
+    box_counts = registered_box_counts(register_coco_format_datasets(args.register_coco))
     cfg = load_transfer_config(args.config_file, args.opts)
-    check_num_classes(cfg, user_datasets)
+    check_num_classes(cfg, box_counts)
     cfg.freeze()
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="soco")
-    log_classes_without_boxes(user_datasets)
+    log_classes_without_boxes(box_counts)
     return cfg

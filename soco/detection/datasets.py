@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
@@ -61,29 +61,6 @@ def register_coco_format_datasets(entries: Iterable[Sequence[str]] | None) -> li
     return names
 
 
-def coco_category_count(json_file: str) -> int:
-    """Number of categories declared in a COCO-format annotation file."""
-    with open(json_file) as f:
-        categories = json.load(f).get("categories")
-    if not categories:
-        raise ValueError(f"{json_file}: no 'categories' list; a COCO-format file needs one")
-    return len(categories)
-
-
-def check_num_classes(cfg: CfgNode, dataset_names: list[str]) -> None:
-    """Fail early when a user dataset used for training declares another number of categories than
-    ``MODEL.ROI_HEADS.NUM_CLASSES`` (Detectron2 would crash mid-training or train unused classes)."""
-    for name in dataset_names:
-        if name not in cfg.DATASETS.TRAIN:
-            continue
-        count = coco_category_count(MetadataCatalog.get(name).json_file)
-        if count != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
-            raise ValueError(
-                f"dataset {name!r} has {count} categories but MODEL.ROI_HEADS.NUM_CLASSES is "
-                f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES}; add 'MODEL.ROI_HEADS.NUM_CLASSES {count}' to the command"
-            )
-
-
 def boxes_per_category(json_file: str) -> dict[str, int]:
     """``{category name: number of annotations}`` of a COCO-format file, every declared category listed."""
     with open(json_file) as f:
@@ -92,11 +69,37 @@ def boxes_per_category(json_file: str) -> dict[str, int]:
     return {category["name"]: counts[category["id"]] for category in content.get("categories", [])}
 
 
-def log_classes_without_boxes(dataset_names: list[str]) -> None:
-    """Warn, with a count, about each registered COCO-format dataset whose categories include some that no
-    box uses (such a class is never trained on, or scores NaN AP in an evaluation)."""
-    for name in dataset_names:
-        counts = boxes_per_category(MetadataCatalog.get(name).json_file)
+def registered_box_counts(dataset_names: Iterable[str]) -> dict[str, dict[str, int]]:
+    """:func:`boxes_per_category` of each registered dataset, each annotation file read once for the checks
+    below (a user's COCO-format file can be hundreds of MB)."""
+    return {name: boxes_per_category(MetadataCatalog.get(name).json_file) for name in dataset_names}
+
+
+def check_num_classes(cfg: CfgNode, box_counts: Mapping[str, Mapping[str, int]]) -> None:
+    """Fail early when a user dataset used for training declares another number of categories than
+    ``MODEL.ROI_HEADS.NUM_CLASSES`` (Detectron2 would crash mid-training or train unused classes).
+
+    ``box_counts``: :func:`registered_box_counts` of the user datasets.
+    """
+    for name, counts in box_counts.items():
+        if name not in cfg.DATASETS.TRAIN:
+            continue
+        if not counts:
+            json_file = MetadataCatalog.get(name).json_file
+            raise ValueError(f"{json_file}: no 'categories' list; a COCO-format file needs one")
+        if len(counts) != cfg.MODEL.ROI_HEADS.NUM_CLASSES:
+            raise ValueError(
+                f"dataset {name!r} has {len(counts)} categories but MODEL.ROI_HEADS.NUM_CLASSES is "
+                f"{cfg.MODEL.ROI_HEADS.NUM_CLASSES}; add 'MODEL.ROI_HEADS.NUM_CLASSES {len(counts)}' to the "
+                "command"
+            )
+
+
+def log_classes_without_boxes(box_counts: Mapping[str, Mapping[str, int]]) -> None:
+    """Warn, with a count, about each dataset of ``box_counts`` (:func:`registered_box_counts`) whose
+    categories include some that no box uses (such a class is never trained on, or scores NaN AP in an
+    evaluation)."""
+    for name, counts in box_counts.items():
         empty = [category for category, count in counts.items() if count == 0]
         if empty:
             logger.warning(
