@@ -1,19 +1,32 @@
 """run_probes / ProbeEvaluator: the keys of the configured probes only, and the same numbers when two
 processes each embed half of every split."""
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from detectron2.config import get_cfg
 from distributed_testing import run_distributed
 from probes_testing import register_probe_box_sets, write_probe_image_folder
 from transfer_testing import soco_fpn_checkpoint
 
 from soco.checkpoint import convert_checkpoint
+from soco.config import add_soco_config
 from soco.detection import register_coco_format_dataset
 from soco.evaluation import ProbeData, ProbeEvaluator, ProbeSettings, embed_split
 
-SETTINGS = ProbeSettings(image_size=32, min_size_test=64, max_size_test=128, linear_steps=20, batch_size=2)
+
+def _default_cfg():
+    cfg = get_cfg()
+    add_soco_config(cfg)
+    return cfg
+
+
+SETTINGS = replace(
+    ProbeSettings.from_config(_default_cfg()),
+    image_size=32, min_size_test=64, max_size_test=128, linear_steps=20, batch_size=2,
+)  # fmt: skip
 
 
 def _data(root: Path, with_images: bool = True, with_boxes: bool = True) -> ProbeData:

@@ -38,20 +38,6 @@ from soco.evaluation import (
     write_rows_json,
 )
 
-# flag -> PRETRAIN.PROBES key (its value in the config is the default)
-SETTING_FLAGS = {
-    "knn_k": "KNN_K",
-    "knn_temperature": "KNN_TEMPERATURE",
-    "image_size": "IMAGE_SIZE",
-    "min_size_test": "MIN_SIZE_TEST",
-    "max_size_test": "MAX_SIZE_TEST",
-    "batch_size": "BATCH_SIZE",
-    "linear_steps": "LINEAR_STEPS",
-    "linear_lr": "LINEAR_LR",
-    "linear_weight_decay": "LINEAR_WEIGHT_DECAY",
-    "seed": "SEED",
-}
-
 
 def _named_path(text: str) -> tuple[str, str]:
     name, sep, path = text.partition("=")
@@ -89,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--trust-pickle", action="store_true", help="allow Python objects in torch files (trusted only)")
     add("--output", default="", metavar="FILE.json", help="also write the rows as JSON (atomically)")
     defaults = _default_cfg().PRETRAIN.PROBES
-    for flag, key in SETTING_FLAGS.items():
+    for flag in ProbeSettings.config_fields():
+        key = flag.upper()
         add(
             "--" + flag.replace("_", "-"),
             type=type(defaults[key]),
@@ -114,7 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # every file is read (and converted) before any work, so a bad one stops the run at once
     named = [(name, path, read_weights(path, args.trust_pickle)[0]) for name, path in args.weights]
     cfg = load_pretrain_cfg(args.config_file, ["MODEL.DEVICE", "cpu"]) if args.config_file else _default_cfg()
-    overrides = {flag: value for flag in SETTING_FLAGS if (value := getattr(args, flag)) is not None}
+    flags = ProbeSettings.config_fields()
+    overrides = {flag: value for flag in flags if (value := getattr(args, flag)) is not None}
     settings = replace(ProbeSettings.from_config(cfg), **overrides)
     register_coco_format_datasets(args.register_coco)
     data = ProbeData.load(settings, args.image_root, args.box_train, args.box_test)

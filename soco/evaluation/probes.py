@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -41,35 +41,32 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """How the probes run (``PRETRAIN.PROBES.*``)."""
+    """How the probes run: each field but the pixel statistics is ``PRETRAIN.PROBES.<FIELD>`` (upper case),
+    the pixel statistics are ``PRETRAIN.DATA.PIXEL_MEAN/STD``; the config holds the only defaults."""
 
-    knn_k: int = 20
-    knn_temperature: float = 0.07
-    image_size: int = 224
-    min_size_test: int = 800
-    max_size_test: int = 1333
-    batch_size: int = 16
-    linear_steps: int = 300
-    linear_lr: float = 0.01
-    linear_weight_decay: float = 1e-3
-    seed: int = 0
-    pixel_mean: tuple[float, ...] = (0.485, 0.456, 0.406)
-    pixel_std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    knn_k: int
+    knn_temperature: float
+    image_size: int
+    min_size_test: int
+    max_size_test: int
+    batch_size: int
+    linear_steps: int
+    linear_lr: float
+    linear_weight_decay: float
+    seed: int
+    pixel_mean: tuple[float, ...]
+    pixel_std: tuple[float, ...]
+
+    @classmethod
+    def config_fields(cls) -> list[str]:
+        """The fields read from ``PRETRAIN.PROBES`` (``knn_k`` is ``PRETRAIN.PROBES.KNN_K``)."""
+        return [f.name for f in fields(cls) if not f.name.startswith("pixel_")]
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> ProbeSettings:
         probes = cfg.PRETRAIN.PROBES
         return cls(
-            knn_k=probes.KNN_K,
-            knn_temperature=probes.KNN_TEMPERATURE,
-            image_size=probes.IMAGE_SIZE,
-            min_size_test=probes.MIN_SIZE_TEST,
-            max_size_test=probes.MAX_SIZE_TEST,
-            batch_size=probes.BATCH_SIZE,
-            linear_steps=probes.LINEAR_STEPS,
-            linear_lr=probes.LINEAR_LR,
-            linear_weight_decay=probes.LINEAR_WEIGHT_DECAY,
-            seed=probes.SEED,
+            **{name: probes[name.upper()] for name in cls.config_fields()},
             pixel_mean=tuple(cfg.PRETRAIN.DATA.PIXEL_MEAN),
             pixel_std=tuple(cfg.PRETRAIN.DATA.PIXEL_STD),
         )
