@@ -15,14 +15,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from soco.checkpoint import (
-    KEEP_CHOICES,
-    check_transfer_with_config,
-    convert_file,
-    detectron2_payload,
-    save_pickle,
-)
-from soco.checkpoint.cli import converter_parser, run
+from soco.checkpoint import KEEP_CHOICES, convert_file, detectron2_payload, save_pickle
+from soco.checkpoint.cli import converter_parser
+from soco.detection import check_transfer_with_config
+from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

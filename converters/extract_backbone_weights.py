@@ -14,7 +14,8 @@ import sys
 from collections.abc import Sequence
 
 from soco.checkpoint import backbone_payload, convert_file, save_torch
-from soco.checkpoint.cli import converter_parser, run
+from soco.checkpoint.cli import converter_parser
+from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from soco.checkpoint import publish_checkpoint
-from soco.checkpoint.cli import run
+from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

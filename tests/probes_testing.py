@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image
 from transfer_testing import write_tiny_coco_dataset
 
-from soco.detection import register_coco_format_dataset
+from soco.data import register_coco_format_dataset
 
 
 def write_probe_image_folder(root: Path, per_class: tuple[int, int] = (4, 2), seed: int = 0) -> Path:

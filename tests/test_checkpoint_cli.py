@@ -9,7 +9,7 @@ import pytest
 import torch
 from transfer_testing import REPO, image_level_checkpoint
 
-from soco.checkpoint.cli import run
+from soco.utils.cli import run
 
 OUTPUT_NAMES = {
     "convert_to_detectron2": "model_final_d2.pkl",

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from probes_testing import register_probe_box_sets, write_probe_image_folder
 
-from soco.detection import register_coco_format_dataset
+from soco.data import register_coco_format_dataset
 from soco.evaluation import load_box_probe_set, load_image_folder_probe_set
 
 

@@ -13,7 +13,7 @@ from transfer_testing import soco_fpn_checkpoint
 
 from soco.checkpoint import convert_checkpoint
 from soco.config import add_soco_config
-from soco.detection import register_coco_format_dataset
+from soco.data import register_coco_format_dataset
 from soco.evaluation import ProbeData, ProbeEvaluator, ProbeSettings, embed_split
 
 

@@ -23,9 +23,8 @@ from dataclasses import replace
 
 from detectron2.config import get_cfg
 
-from soco.checkpoint.cli import run
 from soco.config import add_soco_config
-from soco.detection import add_register_coco_argument, register_coco_format_datasets
+from soco.data import add_register_coco_argument, register_coco_format_datasets
 from soco.engine.pretrain import load_pretrain_cfg
 from soco.evaluation import (
     ProbeData,
@@ -37,6 +36,7 @@ from soco.evaluation import (
     read_weights,
     write_rows_json,
 )
+from soco.utils.cli import run
 
 
 def _named_path(text: str) -> tuple[str, str]:

@@ -13,8 +13,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from soco.checkpoint.cli import run
 from soco.evaluation.plot import plot_probe_curves, read_probe_curves
+from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:

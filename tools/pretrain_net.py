@@ -14,7 +14,7 @@ import argparse
 
 from detectron2.engine import default_argument_parser, launch
 
-from soco.detection import add_register_coco_argument
+from soco.data import add_register_coco_argument
 from soco.engine.pretrain import run_pretraining
 
 

@@ -17,7 +17,8 @@ import argparse
 
 from detectron2.engine import default_argument_parser, launch
 
-from soco.detection import add_register_coco_argument, run_transfer
+from soco.data import add_register_coco_argument
+from soco.detection import run_transfer
 
 
 def build_argument_parser() -> argparse.ArgumentParser:

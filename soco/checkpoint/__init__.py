@@ -3,7 +3,8 @@
 * ``formats``: registry of source layouts (``auto`` detection) and their keep / drop rules;
 * ``rename``: torchvision <-> Detectron2 ResNet names, original-SoCo FPN / head names;
 * ``convert``: the conversion with its report, and the payloads of the written files;
-* ``validate`` / ``verify``: completeness checks, and matching against a fine-tuning model;
+* ``validate`` / ``verify``: completeness checks, and matching against a fine-tuning model's state dict
+  (``soco.detection.check_transfer_with_config`` builds that model from a fine-tuning config);
 * ``publish``: strip training state from our checkpoints.
 """
 
@@ -24,7 +25,6 @@ from .verify import (
     PART_MODEL_KEYS,
     TransferCheck,
     check_transfer,
-    check_transfer_with_config,
     transferred_parts,
 )
 
@@ -40,7 +40,6 @@ __all__ = [
     "TransferCheck",
     "backbone_payload",
     "check_transfer",
-    "check_transfer_with_config",
     "convert_checkpoint",
     "convert_file",
     "detect_format",

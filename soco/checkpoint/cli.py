@@ -1,10 +1,8 @@
-"""Shared command-line pieces of the scripts in ``converters/``."""
+"""The command-line parser shared by the scripts in ``converters/`` (run with ``soco.utils.cli.run``)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Sequence
 
 from .formats import SOURCE_FORMATS
 
@@ -30,11 +28,3 @@ def converter_parser(description: str, output_help: str) -> argparse.ArgumentPar
     parser.add_argument("--verbose", action="store_true", help="list every kept and dropped tensor")
     return parser
 
-
-def run(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
-    """Run a converter ``main``; a bad input ends with a one-line error and exit status 2."""
-    try:
-        return main(argv)
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2

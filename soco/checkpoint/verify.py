@@ -9,7 +9,7 @@ model tensors of the transferred parts stay at their initialisation.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -80,15 +80,3 @@ def check_transfer(
             check.missing.append(key)
     return check
 
-
-def check_transfer_with_config(
-    weights: Mapping[str, np.ndarray], config_file: str, opts: Sequence[str] = ()
-) -> TransferCheck:
-    """Build the fine-tuning model of ``config_file`` (+ ``opts``) on the CPU and :func:`check_transfer`."""
-    # Imported on use: plain conversions do not need the detector stack (nor its import-time warnings).
-    from detectron2.modeling import build_model
-
-    from soco.detection import load_transfer_config
-
-    cfg = load_transfer_config(config_file, [*opts, "MODEL.DEVICE", "cpu"])
-    return check_transfer(build_model(cfg).state_dict(), weights)

@@ -29,15 +29,16 @@ import torch
 from detectron2.modeling import build_model
 
 from soco.checkpoint import PART_MODEL_KEYS, check_transfer, load_checkpoint, transferred_parts
-from soco_proposals.fileio import atomic_write_text
-
-from .config import load_transfer_config
-from .datasets import (
+from soco.data.datasets import (
     add_register_coco_argument,
     check_num_classes,
     register_coco_format_datasets,
     registered_box_counts,
 )
+from soco.utils.metrics_file import read_metrics
+from soco_proposals.fileio import atomic_write_text
+
+from .config import load_transfer_config
 
 logger = logging.getLogger(__name__)
 
@@ -195,8 +196,7 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
 
 def final_evaluation(metrics_file: Path) -> dict[str, float | None]:
     """``{"bbox/AP": ..., "segm/AP": ...}`` of the last evaluation in a run's ``metrics.json`` (NaN: None)."""
-    records = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-    evaluations = [record for record in records if "bbox/AP" in record]
+    evaluations = [record for record in read_metrics(metrics_file) if "bbox/AP" in record]
     if not evaluations:
         raise ValueError(f"{metrics_file}: no evaluation (bbox/AP) recorded")
     last = evaluations[-1]

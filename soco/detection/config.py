@@ -10,7 +10,7 @@ from detectron2.engine import default_setup
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from .datasets import (
+from soco.data.datasets import (
     check_num_classes,
     log_classes_without_boxes,
     register_coco_format_datasets,

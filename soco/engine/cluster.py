@@ -23,7 +23,8 @@ from typing import Any
 import submitit
 from detectron2.utils.registry import Registry
 
-from soco.detection import add_register_coco_argument, run_transfer
+from soco.data import add_register_coco_argument
+from soco.detection import run_transfer
 from soco.detection.benchmark import add_benchmark_arguments, plan_runs, run_benchmark, spec_from_args
 from soco_proposals.cluster_jobs import default_json_paths, generate_array_shard, run_filter_steps
 from soco_proposals.generate import DEFAULT_CHUNK_SIZE

@@ -12,8 +12,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from soco.config import add_soco_config
+from soco.data import register_coco_format_datasets
 from soco.data.build import count_images
-from soco.detection import register_coco_format_datasets
 
 from .distributed import share_cpu_threads
 from .schedule import describe_schedule, key_sources, resolve_schedule

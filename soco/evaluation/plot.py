@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import io
-import json
 
+from soco.utils.metrics_file import read_metrics
 from soco_proposals.fileio import atomic_write
 
 __all__ = ["read_probe_curves", "plot_probe_curves"]
@@ -18,19 +18,13 @@ PANELS = (
 
 def read_probe_curves(metrics_json: str) -> dict[str, list[tuple[int, float]]]:
     """``{probe key: [(iteration, accuracy), ...]}`` sorted by iteration, from Detectron2's metrics.json
-    (one JSON object per line; a later line for the same iteration wins, as after a resume)."""
+    (:func:`~soco.utils.metrics_file.read_metrics`; a later line for the same iteration wins, as after a
+    resume)."""
     curves: dict[str, dict[int, float]] = {}
-    with open(metrics_json) as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{metrics_json}:{number}: not a JSON line ({e})") from None
-            for key, value in row.items():
-                if key.startswith("probe/") and key != "probe/seconds":
-                    curves.setdefault(key, {})[int(row["iteration"])] = float(value)
+    for row in read_metrics(metrics_json):
+        for key, value in row.items():
+            if key.startswith("probe/") and key != "probe/seconds":
+                curves.setdefault(key, {})[int(row["iteration"])] = float(value)
     if not curves:
         raise ValueError(
             f"{metrics_json}: no probe/ entries; pretrain with PRETRAIN.EVAL_PERIOD > 0 and probe data "

@@ -25,7 +25,7 @@ import torch
 from detectron2.modeling import build_model
 from PIL import Image
 
-from soco.detection import register_coco_format_dataset
+from soco.data import register_coco_format_dataset
 from soco.engine.pretrain import load_pretrain_cfg
 from soco.evaluation import ProbeData, ProbeEvaluator, ProbeSettings, format_results, model_weights
 

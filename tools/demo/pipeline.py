@@ -18,6 +18,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soco.utils.metrics_file import read_metrics
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -253,10 +255,6 @@ PROBES = {
 AP_KEYS = ("bbox/AP", "segm/AP")
 
 
-def _metrics(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def _count_boxes(json_path: Path) -> tuple[int, float]:
     proposals = json.loads(json_path.read_text())
     return len(proposals), sum(len(v) for v in proposals.values()) / max(len(proposals), 1)
@@ -289,7 +287,7 @@ def summarize(settings: DemoSettings, steps: list[Step]) -> dict[str, float]:
     }
     for init, _ in pretrainings(settings):
         run_dir = pretrain_dir(settings, init)
-        metrics = _metrics(run_dir / "metrics.json")
+        metrics = read_metrics(run_dir / "metrics.json")
         losses = [m["total_loss"] for m in metrics if "total_loss" in m]
         probes = [m for m in metrics if "probe/seconds" in m]
         summary |= {

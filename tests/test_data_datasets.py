@@ -8,7 +8,7 @@ from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from transfer_testing import write_tiny_coco_dataset
 
-from soco.detection.datasets import (
+from soco.data.datasets import (
     boxes_per_category,
     check_num_classes,
     log_classes_without_boxes,
@@ -74,7 +74,7 @@ def test_classes_without_boxes_are_counted_in_the_log(dataset, tmp_path, caplog)
     }
     register_coco_format_dataset("soco_test_empty_class", str(three), str(images))
     register_coco_format_dataset("soco_test_full", str(json_file), str(images))
-    with caplog.at_level(logging.WARNING, logger="soco.detection.datasets"):
+    with caplog.at_level(logging.WARNING, logger="soco.data.datasets"):
         log_classes_without_boxes(registered_box_counts(["soco_test_empty_class", "soco_test_full"]))
     assert [r.getMessage() for r in caplog.records] == [
         "dataset soco_test_empty_class: 1 of 3 classes have no boxes (triangle)"
