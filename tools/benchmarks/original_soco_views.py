@@ -6,9 +6,10 @@ V1 at 224, independent random-resized crops V2 at 224 and V3 at 112 with scale (
 halving ``least_common``, K = 4 proposals without replacement, jitter of V1's boxes (p 0.5, ratio 0.1),
 clipping with a whole-view fallback, padding with common ids, level assignment by sqrt(area) against
 (48, 96, 192, 224), 16 x 16 correspondence matrices, box-aware flips, BYOL colour pipelines with torchvision
-on PIL, ToTensor + Normalize, cutout in the V2 and V3 boxes). It keeps the original's conventions where they
-cost something (inclusive ``x2 = x + w - 1`` boxes, the ``id = 1`` fallback) and makes the same kind and
-number of image operations, so its time per sample is the original's on the same images and core.
+on PIL, ToTensor + Normalize, cutout in the V2 and V3 boxes: the original's odd-sided inclusive square, on a
+copy of the view). It keeps the original's conventions where they cost something (inclusive
+``x2 = x + w - 1`` boxes, the ``id = 1`` fallback) and makes the same kind and number of image operations,
+so its time per sample is the original's on the same images and core.
 """
 
 from __future__ import annotations
@@ -121,13 +122,18 @@ class OriginalSoCoFPNViews:
         return F.hflip(image), flipped
 
     @staticmethod
-    def _cutout(view: torch.Tensor, boxes: torch.Tensor) -> None:
+    def _cutout(view: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
+        """A copy of ``view`` with, per box with probability 0.5, the pixels ``c - w // 2 .. c + w // 2``
+        (both ends, clamped to 224 as the original did for every view) zeroed, ``w = round(sqrt(area))``."""
         size = view.shape[-1]
+        out = view.clone()
         for x1, y1, x2, y2, _ in (boxes.numpy() * [size, size, size, size, 1]).astype(int):
             if np.random.uniform() < 0.5:
-                side = int(np.sqrt(np.random.uniform(0.1, 0.3) * max(x2 - x1, 1) * max(y2 - y1, 1)))
-                cx, cy = np.random.randint(x1, max(x2, x1 + 1)), np.random.randint(y1, max(y2, y1 + 1))
-                view[:, max(cy - side // 2, 0) : cy + side // 2, max(cx - side // 2, 0) : cx + side // 2] = 0
+                w = int(round(np.sqrt(np.random.uniform(0.1, 0.3) * (x2 - x1 + 1) * (y2 - y1 + 1))))
+                cx, cy = np.random.randint(x1, x2 + 1), np.random.randint(y1, y2 + 1)  # both ends, as randint
+                rows = slice(max(cy - w // 2, 0), min(cy + w // 2, 224) + 1)
+                out[:, rows, max(cx - w // 2, 0) : min(cx + w // 2, 224) + 1] = 0
+        return out
 
     def __call__(self, image: Image.Image, proposals: np.ndarray):
         width, height = image.size
@@ -162,6 +168,5 @@ class OriginalSoCoFPNViews:
         view2, (boxes2,) = self._flip(F.resized_crop(image, *p2, [224, 224]), [boxes2])
         view3, (boxes3,) = self._flip(F.resized_crop(image, *p3, [112, 112]), [boxes3])
         view1, view2, view3 = self.post_1(view1), self.post_2(view2), self.post_2(view3)
-        self._cutout(view2, boxes2)
-        self._cutout(view3, boxes3)
+        view2, view3 = self._cutout(view2, boxes2), self._cutout(view3, boxes3)
         return view1, view2, view3, *boxes1, boxes2, boxes3, *corres

@@ -14,9 +14,13 @@ def cutout_in_boxes(
     """Zero a random square inside each box with probability ``prob`` (in place, returns ``image``).
 
     ``image`` (3, H, W) is normalised, so zero is the mean colour. ``boxes`` (K, 4) are continuous xyxy in
-    the view's pixels (after the flip). The square's area is U(area_range) x the box area; its centre is an
-    integer pixel inside the box; it is clamped to the image. All coordinates are integers (the original
-    passed float tensors to ``random.randint`` and crashed).
+    the view's pixels (after the flip). Per box, as the original's ``RandomCutoutInBbox``: the square's
+    area is U(area_range) x the box area, ``w = round(sqrt(area))``; its centre ``(cx, cy)`` is an integer
+    pixel inside the box; it covers the pixels ``cx - w // 2 .. cx + w // 2`` (and the same rows), both
+    ends included and clipped to the image. The side is therefore odd, ``2 * (w // 2) + 1`` before
+    clipping, and never empty. The draws, in this order per box: ``uniform()`` (apply?), then if applied
+    ``uniform(area_range)``, ``randint`` for ``cx``, ``randint`` for ``cy``. All coordinates are integers
+    (the original passed float tensors to ``random.randint`` and crashed).
     """
     _, height, width = image.shape
     for x1, y1, x2, y2 in boxes:
@@ -27,10 +31,10 @@ def cutout_in_boxes(
         first_row, last_row = _pixel_span(y1, y2, height)
         centre_x = rng.randint(first_col, last_col + 1)
         centre_y = rng.randint(first_row, last_row + 1)
-        half = int(round(side / 2))
-        top, bottom = max(centre_y - half, 0), min(centre_y + half, height)
-        left, right = max(centre_x - half, 0), min(centre_x + half, width)
-        image[:, top:bottom, left:right] = 0.0
+        reach = int(round(side)) // 2
+        top, bottom = max(centre_y - reach, 0), min(centre_y + reach, height - 1)
+        left, right = max(centre_x - reach, 0), min(centre_x + reach, width - 1)
+        image[:, top : bottom + 1, left : right + 1] = 0.0
     return image
 
 
