@@ -18,7 +18,7 @@ from transfer_testing import CONFIGS, REPO, TINY_FINETUNE, soco_fpn_checkpoint, 
 from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
 from soco.detection import benchmark
 from soco.detection.benchmark import RESULT_FILE, SETTINGS_FILE, parse_weights
-from soco.detection.benchmark_report import markdown_table, plot_png, results_document, summarize
+from soco.detection.benchmark_report import plot_png, results_document, results_markdown, seed_statistics
 
 spec = importlib.util.spec_from_file_location("benchmark_transfer", REPO / "tools" / "benchmark_transfer.py")
 benchmark_transfer = importlib.util.module_from_spec(spec)
@@ -201,17 +201,20 @@ def test_full_mode_command_has_no_frozen_parts(inputs, tmp_path):
 
 
 def test_summary_skips_unknown_values_and_has_no_std_for_one_value():
-    assert summarize([1.0, None, 3.0]) == {"mean": 2.0, "std": pytest.approx(2**0.5), "n": 2}
-    assert summarize([5.0]) == {"mean": 5.0, "std": None, "n": 1}
-    assert summarize([None]) == {"mean": None, "std": None, "n": 0}
+    assert seed_statistics([1.0, None, 3.0]) == {"mean": 2.0, "std": pytest.approx(2**0.5), "n": 2}
+    assert seed_statistics([5.0]) == {"mean": 5.0, "std": None, "n": 1}
+    assert seed_statistics([None]) == {"mean": None, "std": None, "n": 0}
     runs = [
         {"init": "a", "seed": 0, "output_dir": "x", "bbox/AP": 10.0, "bbox/AP50": None},
         {"init": "a", "seed": 1, "output_dir": "y", "bbox/AP": 14.0, "bbox/AP50": 20.0},
     ]
     document = results_document("faster_rcnn.yaml", False, [], runs)
     assert document["summary"] == {
-        "a": {"bbox/AP": {"mean": 12.0, "std": pytest.approx(8**0.5), "n": 2}, "bbox/AP50": summarize([20.0])}
+        "a": {
+            "bbox/AP": {"mean": 12.0, "std": pytest.approx(8**0.5), "n": 2},
+            "bbox/AP50": seed_statistics([20.0]),
+        }
     }
-    table = markdown_table(document)
+    table = results_markdown(document)
     assert "| a | 2 | 12.0 ± 2.8 | 20.0 | 10.0, 14.0 |" in table and "segm" not in table, "no mask head"
     assert plot_png(document)[:4] == b"\x89PNG"

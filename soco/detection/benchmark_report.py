@@ -17,7 +17,7 @@ TABLE_METRICS = ("bbox/AP", "bbox/AP50", "segm/AP", "segm/AP50")
 PLOT_PANELS = {"bbox/AP": "box AP", "segm/AP": "mask AP"}
 
 
-def summarize(values: Sequence[float | None]) -> dict[str, float | int | None]:
+def seed_statistics(values: Sequence[float | None]) -> dict[str, float | int | None]:
     """``{"mean", "std", "n"}`` of the known (not None) values; ``std`` is the sample one (n - 1)."""
     known = [v for v in values if v is not None]
     n = len(known)
@@ -33,7 +33,8 @@ def results_document(config_file: str, frozen: bool, opts: Sequence[str], runs: 
     inits = list(dict.fromkeys(run["init"] for run in runs))
     metrics = [key for key in dict.fromkeys(k for run in runs for k in run) if "/" in key]
     summary = {
-        init: {m: summarize([r.get(m) for r in runs if r["init"] == init]) for m in metrics} for init in inits
+        init: {m: seed_statistics([r.get(m) for r in runs if r["init"] == init]) for m in metrics}
+        for init in inits
     }
     return {
         "config_file": config_file,
@@ -51,7 +52,7 @@ def _cell(stats: dict) -> str:
     return f"{stats['mean']:.1f}" + (f" ± {stats['std']:.1f}" if stats["std"] is not None else "")
 
 
-def markdown_table(document: dict[str, Any]) -> str:
+def results_markdown(document: dict[str, Any]) -> str:
     """Per init: mean ± std of the headline metrics over the seeds, then the per-seed values."""
     metrics = [m for m in TABLE_METRICS if any(m in s for s in document["summary"].values())]
     per_seed = [m for m in PLOT_PANELS if m in metrics]
@@ -107,6 +108,6 @@ def plot_png(document: dict[str, Any]) -> bytes:
 def write_report(document: dict[str, Any], output_dir: Path) -> None:
     """``results.json``, ``results.md`` and ``results.png`` in ``output_dir``, each written atomically."""
     atomic_write_text(output_dir / "results.json", [json.dumps(document, indent=1) + "\n"])
-    atomic_write_text(output_dir / "results.md", [markdown_table(document)])
+    atomic_write_text(output_dir / "results.md", [results_markdown(document)])
     png = plot_png(document)
     atomic_write(output_dir / "results.png", lambda f: f.write(png))
