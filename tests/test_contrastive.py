@@ -1,7 +1,9 @@
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
+from detectron2.utils.events import EventStorage
 from distributed_testing import run_distributed
 from torch.distributed import get_rank
 
@@ -12,6 +14,7 @@ from soco.modeling.contrastive import (
     contrastive_accuracy,
     info_nce_logits,
     info_nce_loss,
+    shuffle_permutation,
 )
 
 
@@ -49,7 +52,7 @@ def test_accuracy_counts_positive_as_top_class():
 def test_single_process_gather_and_shuffle_are_no_ops():
     images = torch.randn(4, 3, 2, 2)
     assert concat_all_gather(images) is images
-    shuffled, unshuffle = batch_shuffle(images)
+    shuffled, unshuffle = batch_shuffle(images, seed=0)
     assert shuffled is images and unshuffle is None
     assert batch_unshuffle(images, None) is images
 
@@ -59,14 +62,29 @@ def _check_gather_and_shuffle_round_trip() -> None:
     local = torch.arange(4, dtype=torch.float32).view(4, 1) + 10 * rank  # rows 0..3 / 10..13
     expected = torch.tensor([0.0, 1, 2, 3, 10, 11, 12, 13])
     torch.testing.assert_close(concat_all_gather(local).view(-1), expected)
-    torch.manual_seed(rank)  # different on each process: process 0's permutation must win
-    shuffled, unshuffle = batch_shuffle(local)
+    torch.manual_seed(rank)  # different global generators: the permutation must not depend on them
+    with pytest.raises(RuntimeError, match="shuffle-BN draws its permutation from"):
+        batch_shuffle(local, seed=3)  # outside a trainer there is no iteration to seed it
+    with EventStorage(start_iter=7):
+        shuffled, unshuffle = batch_shuffle(local, seed=3)
     assert shuffled.shape == local.shape
     everyone = concat_all_gather(shuffled).view(-1)
-    assert sorted(everyone.tolist()) == expected.tolist()  # a permutation of the global batch
+    # the permutation of (SEED 3, iteration 7) on both processes: a resumed run draws it again
+    torch.testing.assert_close(everyone, expected[shuffle_permutation(8, seed=3, iteration=7)])
     # a per-sample "encoder" applied to the shuffled rows, then unshuffled, lines up with the inputs again
     torch.testing.assert_close(batch_unshuffle(shuffled * 2 + 1, unshuffle), local * 2 + 1)
 
 
 def test_gather_and_shuffle_across_two_processes(tmp_path):
     run_distributed(_check_gather_and_shuffle_round_trip, tmp_path)
+
+
+def test_shuffle_permutation_is_a_function_of_seed_and_iteration():
+    first = shuffle_permutation(64, seed=0, iteration=5)
+    assert sorted(first.tolist()) == list(range(64))
+    torch.manual_seed(123)  # the global generator plays no part
+    torch.testing.assert_close(shuffle_permutation(64, seed=0, iteration=5), first, rtol=0, atol=0)
+    assert not torch.equal(shuffle_permutation(64, seed=0, iteration=6), first)
+    assert not torch.equal(shuffle_permutation(64, seed=1, iteration=5), first)
+    with pytest.raises(ValueError, match="SEED >= 0"):
+        shuffle_permutation(64, seed=-1, iteration=5)

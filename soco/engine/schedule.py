@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from detectron2.config import CfgNode
 
@@ -37,18 +38,60 @@ def iteration_counts_kept(sources: Mapping[str, int]) -> tuple[bool, bool]:
     )
 
 
-def _scale_batch_to_world_size(solver: CfgNode, world_size: int, sources: Mapping[str, int]) -> None:
-    """In place: the world-size rules, before epochs and the linear lr rule see ``IMS_PER_BATCH``.
+#: The keys counted in iterations. When a world-size rule multiplies the global batch by r, each one in
+#: effect is divided by r (rounded), so that the run sees the same images up to every event: the schedule,
+#: the checkpoints, the probes and SwAV's phases. Keys a config lacks are passed over.
+ITERATION_KEYS = (
+    "SOLVER.MAX_ITER",
+    "SOLVER.WARMUP_ITERS",
+    "SOLVER.STEPS",
+    "SOLVER.CHECKPOINT_PERIOD",
+    "PRETRAIN.EVAL_PERIOD",
+    "SWAV.QUEUE_START_ITER",
+    "SWAV.FREEZE_PROTOTYPES_ITERS",
+)
+#: Periods: a positive one stays at least 1 (0 means "off" and stays 0).
+_PERIOD_KEYS = ("SOLVER.CHECKPOINT_PERIOD", "PRETRAIN.EVAL_PERIOD")
 
-    ``IMS_PER_GPU > 0``: the global batch is IMS_PER_GPU x world size. ``REFERENCE_WORLD_SIZE > 0``
-    (Detectron2's ``DefaultTrainer.auto_scale_workers`` semantics): the config describes a run on that many
-    processes; on ``world_size`` processes the per-process batch stays, so the global batch, and with it the
-    lr, scale by world_size / REFERENCE_WORLD_SIZE, and explicit iteration counts and the checkpoint period
-    by the inverse, so that the run sees the same number of images. Unlike Detectron2's function, BASE_LR
-    is scaled here only without LR_REFERENCE_BATCH (the linear rule rescales it from the new batch).
-    Method-specific iteration keys (``SWAV.*_ITERS``) are not rescaled.
+#: (key, old value, new value) of one change a world-size rule made.
+Change = tuple[str, Any, Any]
+
+
+def _node_and_name(cfg: CfgNode, key: str) -> tuple[CfgNode | None, str]:
+    *path, name = key.split(".")
+    node = cfg
+    for part in path:
+        node = node.get(part)
+        if node is None:
+            return None, name
+    return (node, name) if name in node else (None, name)
+
+
+def _divided(key: str, value: Any, ratio: float) -> Any:
+    if isinstance(value, (list, tuple)):
+        return type(value)(int(round(v / ratio)) for v in value)
+    scaled = int(round(value / ratio))
+    return max(1, scaled) if key in _PERIOD_KEYS and value > 0 else scaled
+
+
+def scale_to_world_size(cfg: CfgNode, world_size: int, sources: Mapping[str, int]) -> list[Change]:
+    """In place: the one world-size rule, before epochs and the linear lr rule see ``IMS_PER_BATCH``;
+    returns ``[(key, old, new), ...]`` for every key it changed (:func:`describe_world_size_changes`).
+
+    The global batch comes from ``SOLVER.IMS_PER_GPU > 0`` (IMS_PER_GPU x world size) or from
+    ``SOLVER.REFERENCE_WORLD_SIZE > 0`` (Detectron2's ``DefaultTrainer.auto_scale_workers``: the config's
+    IMS_PER_BATCH is meant for that many processes, the per-process batch stays); at most one of them.
+    When it changes the batch by a factor r, both do the same to the rest: every key of
+    :data:`ITERATION_KEYS` in effect is divided by r (``MAX_ITER`` and ``WARMUP_ITERS`` only when they are
+    not computed from epochs later, see :func:`iteration_counts_kept`), and ``BASE_LR`` is multiplied by r
+    when ``LR_REFERENCE_BATCH`` is 0 (otherwise the linear rule derives it from the new batch).
     """
-    if solver.IMS_PER_GPU > 0:
+    solver = cfg.SOLVER
+    old_batch = solver.IMS_PER_BATCH
+    per_gpu = solver.get("IMS_PER_GPU", 0)  # soco's keys: a plain Detectron2 config lacks them
+    lr_reference_batch, epochs = solver.get("LR_REFERENCE_BATCH", 0), solver.get("EPOCHS", 0)
+    changes: list[Change] = []
+    if per_gpu > 0:
         if solver.REFERENCE_WORLD_SIZE > 0:
             raise ValueError(
                 f"SOLVER.IMS_PER_GPU={solver.IMS_PER_GPU} and SOLVER.REFERENCE_WORLD_SIZE="
@@ -61,28 +104,52 @@ def _scale_batch_to_world_size(solver: CfgNode, world_size: int, sources: Mappin
                 f"SOLVER.IMS_PER_BATCH={solver.IMS_PER_BATCH} and SOLVER.IMS_PER_GPU={solver.IMS_PER_GPU} "
                 "are both asked for: give the global batch or the per-GPU batch, not both"
             )
-        solver.IMS_PER_BATCH = solver.IMS_PER_GPU * world_size
-        return
-    reference = solver.REFERENCE_WORLD_SIZE
-    if reference <= 0 or reference == world_size:
-        return
-    if (solver.IMS_PER_BATCH * world_size) % reference:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH={solver.IMS_PER_BATCH} for SOLVER.REFERENCE_WORLD_SIZE={reference} "
-            f"processes cannot be scaled to {world_size} processes (not a whole number of images each)"
-        )
-    ratio = world_size / reference
-    solver.IMS_PER_BATCH = solver.IMS_PER_BATCH * world_size // reference
-    if solver.LR_REFERENCE_BATCH <= 0:
+        new_batch = per_gpu * world_size
+    else:
+        reference = solver.REFERENCE_WORLD_SIZE
+        if reference <= 0 or reference == world_size:
+            return changes
+        if (old_batch * world_size) % reference:
+            raise ValueError(
+                f"SOLVER.IMS_PER_BATCH={old_batch} for SOLVER.REFERENCE_WORLD_SIZE={reference} "
+                f"processes cannot be scaled to {world_size} processes (not a whole number of images each)"
+            )
+        new_batch = old_batch * world_size // reference
+        solver.REFERENCE_WORLD_SIZE = world_size
+        changes.append(("SOLVER.REFERENCE_WORLD_SIZE", reference, world_size))
+    if new_batch == old_batch:
+        return changes
+    ratio = new_batch / old_batch
+    solver.IMS_PER_BATCH = new_batch
+    changes.insert(0, ("SOLVER.IMS_PER_BATCH", old_batch, new_batch))
+    if lr_reference_batch <= 0:
+        changes.append(("SOLVER.BASE_LR", solver.BASE_LR, solver.BASE_LR * ratio))
         solver.BASE_LR = solver.BASE_LR * ratio
     keep_max_iter, keep_warmup = iteration_counts_kept(sources)
-    if solver.EPOCHS <= 0 or keep_max_iter:
-        solver.MAX_ITER = int(round(solver.MAX_ITER / ratio))
-    if solver.EPOCHS <= 0 or keep_warmup:
-        solver.WARMUP_ITERS = int(round(solver.WARMUP_ITERS / ratio))
-    solver.STEPS = tuple(int(round(step / ratio)) for step in solver.STEPS)
-    solver.CHECKPOINT_PERIOD = max(1, int(round(solver.CHECKPOINT_PERIOD / ratio)))
-    solver.REFERENCE_WORLD_SIZE = world_size
+    from_epochs = {"SOLVER.MAX_ITER": not keep_max_iter, "SOLVER.WARMUP_ITERS": not keep_warmup}
+    for key in ITERATION_KEYS:
+        node, name = _node_and_name(cfg, key)
+        if node is None or (epochs > 0 and from_epochs.get(key, False)):
+            continue
+        old = node[name]
+        new = _divided(key, old, ratio)
+        if new != old:
+            node[name] = new
+            changes.append((key, old, new))
+    return changes
+
+
+def describe_world_size_changes(changes: list[Change]) -> str:
+    """``"SOLVER.IMS_PER_BATCH 2048->1024, SOLVER.MAX_ITER 1000->2000, ..."`` (``""``: no change)."""
+    return ", ".join(f"{key} {_shown(old)}->{_shown(new)}" for key, old, new in changes)
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, (list, tuple)):
+        return "(" + ",".join(str(v) for v in value) + ")"
+    return str(value)
 
 
 def resolve_schedule(
@@ -94,8 +161,9 @@ def resolve_schedule(
     """A copy of ``cfg`` with the batch and schedule made explicit for ``world_size`` processes and a corpus
     of ``num_images`` images.
 
-    First the world-size rules (:func:`_scale_batch_to_world_size`: ``SOLVER.IMS_PER_GPU`` or
-    ``SOLVER.REFERENCE_WORLD_SIZE``) fix the global batch ``IMS_PER_BATCH``, then:
+    First the world-size rule (:func:`scale_to_world_size`: ``SOLVER.IMS_PER_GPU`` or
+    ``SOLVER.REFERENCE_WORLD_SIZE``) fixes the global batch ``IMS_PER_BATCH`` and rescales the iteration
+    keys and the lr with it, then:
 
     ``num_images`` may be None when the config does not use epochs. ``sources`` says where keys were set
     (:func:`key_sources`; None: nowhere, all defaults): an iteration count (``SOLVER.MAX_ITER``,
@@ -118,7 +186,7 @@ def resolve_schedule(
     was_frozen = cfg.is_frozen()
     cfg.defrost()
     solver = cfg.SOLVER
-    _scale_batch_to_world_size(solver, world_size, sources or {})
+    scale_to_world_size(cfg, world_size, sources or {})
     batch = solver.IMS_PER_BATCH
     if batch % world_size:
         raise ValueError(
@@ -162,8 +230,9 @@ def resolve_schedule(
 def describe_schedule(
     requested: CfgNode, resolved: CfgNode, sources: Mapping[str, int] | None = None, world_size: int = 1
 ) -> str:
-    """One log line: the batch per process and in all, the resolved schedule and, where a world-size rule
-    changed the batch or an iteration count replaced epochs, that it did.
+    """One log line: the batch per process and in all, the resolved schedule and, where the world-size rule
+    changed the batch (with every key it rescaled, old->new) or an iteration count replaced epochs, that
+    it did.
     """
     solver = resolved.SOLVER
     line = (
@@ -178,8 +247,13 @@ def describe_schedule(
     elif asked.REFERENCE_WORLD_SIZE > 0 and asked.REFERENCE_WORLD_SIZE != world_size:
         line += (
             f"; SOLVER.REFERENCE_WORLD_SIZE={asked.REFERENCE_WORLD_SIZE}: the config's global batch "
-            f"{asked.IMS_PER_BATCH} (and lr, iterations, checkpoint period) scaled to {world_size} processes"
+            f"{asked.IMS_PER_BATCH} scaled to {world_size} processes"
         )
+    scratch = requested.clone()
+    scratch.defrost()
+    changes = scale_to_world_size(scratch, world_size, sources or {})
+    if changes:
+        line += f"; world-size rule: {describe_world_size_changes(changes)}"
     epochs, warmup_epochs = requested.SOLVER.EPOCHS, requested.SOLVER.WARMUP_EPOCHS
     keep_max_iter, keep_warmup = iteration_counts_kept(sources or {})
     if epochs > 0 and keep_max_iter:

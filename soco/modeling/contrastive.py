@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from detectron2.utils import comm
 from torch import Tensor
+
+from .events import training_iteration
+
+_SHUFFLE_STREAM = 2  # keeps the permutations' seeds apart from other (SEED, iteration) draws
 
 
 @torch.no_grad()
@@ -49,22 +54,32 @@ def contrastive_accuracy(logits: Tensor) -> Tensor:
     return (logits.argmax(dim=1) == 0).float().mean() * 100.0
 
 
+def shuffle_permutation(size: int, seed: int, iteration: int) -> Tensor:
+    """The shuffle-BN permutation ``(size,)`` of iteration ``iteration``: a pure function of
+    ``(seed, iteration)``, so every process draws the same one and a resumed run the same as before."""
+    if seed < 0:
+        raise ValueError(f"shuffle-BN needs a fixed SEED >= 0 (got {seed}): it seeds the permutations")
+    state = np.random.SeedSequence([seed, iteration, _SHUFFLE_STREAM]).generate_state(1, dtype=np.uint64)
+    return torch.randperm(size, generator=torch.Generator().manual_seed(int(state[0])))
+
+
 @torch.no_grad()
-def batch_shuffle(images: Tensor) -> tuple[Tensor, Tensor | None]:
+def batch_shuffle(images: Tensor, seed: int) -> tuple[Tensor, Tensor | None]:
     """Shuffle-BN, step 1: this process's share of a random permutation of the global batch.
 
-    Returns ``(images', unshuffle)``: ``images'`` ``(B, ...)`` are B images drawn from all processes by a
-    permutation that process 0 draws and broadcasts, so the key encoder's batch-norm statistics on this
-    process come from other samples than the matching queries; ``unshuffle`` undoes it in
-    :func:`batch_unshuffle`. On a single process this is a no-op returning ``(images, None)``: shuffling
-    inside one batch would not change its statistics, and the original MoCo supports DDP only.
+    Returns ``(images', unshuffle)``: ``images'`` ``(B, ...)`` are B images drawn from all processes by
+    :func:`shuffle_permutation` of ``seed`` (``SEED``) and the trainer's iteration, the same on every
+    process (nothing is broadcast), so the key encoder's batch-norm statistics on this process come from
+    other samples than the matching queries; ``unshuffle`` undoes it in :func:`batch_unshuffle`. On a
+    single process this is a no-op returning ``(images, None)``: shuffling inside one batch would not
+    change its statistics, and the original MoCo supports DDP only.
     """
     world_size = comm.get_world_size()
     if world_size == 1:
         return images, None
     all_images = concat_all_gather(images)  # (world_size * B, ...)
-    permutation = torch.randperm(all_images.shape[0], device=images.device)
-    dist.broadcast(permutation, src=0)
+    iteration = training_iteration("shuffle-BN draws its permutation from (SEED, iteration)")
+    permutation = shuffle_permutation(all_images.shape[0], seed, iteration).to(images.device)
     batch = images.shape[0]
     rank = comm.get_rank()
     return all_images[permutation[rank * batch : (rank + 1) * batch]], torch.argsort(permutation)

@@ -86,7 +86,7 @@ class DenseCL(MoCo):
         Returns res5 ``(B, C, S, S)``, global keys ``(B, D)``, dense keys ``(B, S*S, D)`` and pooled dense
         keys ``(B, D)`` (for ``dense_queue``), all but res5 L2-normalised.
         """
-        images, unshuffle = batch_shuffle(images)
+        images, unshuffle = batch_shuffle(images, self.shuffle_seed)
         features = self.target.backbone(images)["res5"]
         keys = F.normalize(self.target.projector(global_pool(features)), dim=1)
         dense = apply_per_cell(self.target.dense_projector, features)  # (B, S*S, D)

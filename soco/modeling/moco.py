@@ -6,7 +6,8 @@
 
 The key encoder (``target``) follows the query encoder by an EMA of the parameters that the engine
 applies before every step (``PRETRAIN.MOMENTUM.SCHEDULE constant``, ``BASE 0.999``). Under DDP the key
-encoder sees a shuffled global batch (shuffle-BN); on one process that is a no-op.
+encoder sees a shuffled global batch (shuffle-BN, its permutation seeded by ``SEED`` and the iteration, so
+that a resumed run shuffles as the uninterrupted one); on one process that is a no-op.
 """
 
 from __future__ import annotations
@@ -47,12 +48,14 @@ class MoCo(nn.Module):
         embed_dim: int,
         queue_length: int,
         temperature: float,
+        shuffle_seed: int = 0,
     ):
         super().__init__()
         self.backbone = backbone
         self.projector = projector
         self.queue = FeatureQueue(queue_length, embed_dim)
         self.temperature = temperature
+        self.shuffle_seed = shuffle_seed
         self.target = create_target(nn.ModuleDict({"backbone": backbone, "projector": projector}))
 
     @classmethod
@@ -69,6 +72,7 @@ class MoCo(nn.Module):
             "embed_dim": cfg.MOCO.EMBED_DIM,
             "queue_length": cfg.MOCO.QUEUE_LENGTH,
             "temperature": cfg.MOCO.TEMPERATURE,
+            "shuffle_seed": cfg.SEED,
         }
 
     @property
@@ -92,7 +96,7 @@ class MoCo(nn.Module):
     @torch.no_grad()
     def encode_keys(self, images: Tensor) -> Tensor:
         """Target branch with shuffle-BN: images ``(B, 3, H, W)`` -> normalised keys ``(B, D)``."""
-        images, unshuffle = batch_shuffle(images)
+        images, unshuffle = batch_shuffle(images, self.shuffle_seed)
         keys = F.normalize(self.target.projector(global_pool(self.target.backbone(images)["res5"])), dim=1)
         return batch_unshuffle(keys, unshuffle)
 

@@ -23,27 +23,17 @@ import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone
 from detectron2.utils import comm
-from detectron2.utils.events import get_event_storage
 from torch import Tensor, nn
 
 from soco.data.batch_keys import multi_crop_groups, multi_crop_key
 
 from .backbone import build_res5_backbone, global_pool
+from .events import training_iteration
 from .mlp import MLP
 from .queue import FeatureQueue
 from .sinkhorn import distributed_sinkhorn
 
 logger = logging.getLogger(__name__)
-
-
-def _training_iteration() -> int:
-    """The trainer's current iteration (Detectron2's ``EventStorage.iter``)."""
-    try:
-        return get_event_storage().iter
-    except AssertionError as err:
-        raise RuntimeError(
-            "SwAV's queue starts at an iteration, so training must run inside a Detectron2 EventStorage"
-        ) from err
 
 
 def _epochs_or_iters(cfg: CfgNode, epochs_key: str, iters_key: str) -> int:
@@ -172,7 +162,8 @@ class SwAV(nn.Module):
         prototypes and prepended to the Sinkhorn input; then this batch's embeddings are enqueued.
         """
         batch = scores.shape[0]
-        if self.queue is not None and self.training and _training_iteration() >= self.queue_start_iter:
+        uses_queue = self.queue is not None and self.training
+        if uses_queue and training_iteration("SwAV's queue starts at an iteration") >= self.queue_start_iter:
             queue = self.queue[slot]
             if queue.is_full:
                 world_size, rank = comm.get_world_size(), comm.get_rank()
