@@ -32,8 +32,8 @@ def main() -> None:
     settings = DemoSettings.quick(args.output) if args.quick else DemoSettings(output=args.output)
     settings.seeds = 2 if args.quick else args.seeds
     settings.transfer_modes = ("frozen", "full")
-    args.output.mkdir(parents=True, exist_ok=True)
-    log = args.output / "bench_transfer.log"
+    # beside the output folder, which run_demo empties at its start
+    log = args.output.with_name(f"{args.output.name}.log")
     with open(log, "w") as stream, contextlib.redirect_stdout(stream):
         summary = run_demo(settings)
     print(format_summary(settings, summary))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -18,6 +19,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from soco.evaluation.offline import ProbeRow, markdown_table
+from soco.evaluation.probes import PROBE_KEYS
 from soco.utils.metrics_file import read_metrics
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,6 +32,7 @@ class DemoSettings:
 
     output: Path
     photo_cache: Path = REPO / ".data" / "photos"
+    stamp_cache: Path = REPO / ".data" / "stamps"
     workers: int = 2
     pretrain_iters: int = 200
     pretrain_batch: int = 8
@@ -37,6 +41,9 @@ class DemoSettings:
     seeds: int = 2
     transfer_modes: tuple[str, ...] = ("frozen",)
     mocov2: bool = True  # pretrain a tiny MoCo v2 with the same budget and add it to the benchmark
+    # The frozen mode's protocol, the same for every init (see FREEZE_REASON).
+    freeze: tuple[str, ...] = ("backbone", "fpn", "box_head")
+    backbone_only: bool = False  # transfer only the backbone of every weights file
     num_visualizations: int = 3
 
     @classmethod
@@ -92,7 +99,16 @@ def build_steps(s: DemoSettings) -> list[Step]:
     steps = [
         Step(
             "prepare_data",
-            [py, _script("tools/demo/prepare_data.py"), "--cache", s.photo_cache, "--output", data],
+            [
+                py,
+                _script("tools/demo/prepare_data.py"),
+                "--cache",
+                s.photo_cache,
+                "--stamps",
+                s.stamp_cache,
+                "--output",
+                data,
+            ],
         ),
         Step(
             "proposals",
@@ -214,7 +230,8 @@ def build_steps(s: DemoSettings) -> list[Step]:
                     *register,
                     *[arg for w in [*weights, "scratch="] for arg in ("--weights", w)],
                     "--seeds", str(s.seeds),
-                    *(["--frozen"] if mode == "frozen" else []),
+                    *(["--freeze", ",".join(s.freeze)] if mode == "frozen" else []),
+                    *(["--backbone-only"] if s.backbone_only else []),
                     out / f"benchmark_{mode}",
                     "SOLVER.MAX_ITER", str(s.finetune_iters),
                     "SOLVER.WARMUP_ITERS", str(max(1, s.finetune_iters // 6)),
@@ -247,12 +264,51 @@ def run_step(step: Step, log_dir: Path) -> None:
         )
 
 
-PROBES = {
-    "probe/object_knn": "object kNN",
-    "probe/object_linear": "object linear",
-    "probe/image_knn": "image kNN",
-}
 AP_KEYS = ("bbox/AP", "segm/AP")
+# The own object-level probe readout of each pretraining's weights (soco.evaluation.encoder.READOUTS).
+OWN_READOUT = {"soco": "fpn", "mocov2": "c4"}
+DEFAULT_PROTOCOL_REASON = (
+    "Frozen backbone, FPN and box head were chosen over --freeze backbone --backbone-only because SoCo's "
+    "claim is that its FPN and box head transfer too, and frozen runs are cheap enough for 3 inits x 2 seeds "
+    "in 10 minutes."
+)
+
+
+def protocol_note(settings: DemoSettings) -> str:
+    """What the transfer rows hold equal, in words."""
+    note = (
+        f"One protocol for every init: the same parts frozen ({', '.join(settings.freeze)}) in the frozen "
+        "mode, so every row trains the same parameters for the same iterations; a frozen part a weights file "
+        "lacks is frozen at the seed's random init, its BN calibrated."
+    )
+    if settings.backbone_only:
+        note += " Only the backbone of each weights file is transferred."
+    if settings.freeze == DemoSettings.freeze and not settings.backbone_only:
+        note += " " + DEFAULT_PROTOCOL_REASON
+    return note
+
+
+OUTPUT_MARKER = ".soco_demo_output"  # written into a demo's output folder; a later run may delete that folder
+
+
+def start_clean(output: Path) -> None:
+    """Give this run an empty ``output`` folder, so its results never mix with an earlier run's.
+
+    A folder left by an earlier demo run (it holds :data:`OUTPUT_MARKER`) is deleted, with a line saying so;
+    Detectron2 appends to ``metrics.json`` and the benchmark resumes finished runs, so anything kept would be
+    mixed into this run's summary. A non-empty folder without the marker is an error (never deleted).
+    """
+    if output.is_dir() and any(output.iterdir()):
+        marker = output / OUTPUT_MARKER
+        if not marker.is_file():
+            raise FileExistsError(
+                f"--output {output} is not empty and holds no {OUTPUT_MARKER} (it is not a demo output "
+                "folder); choose a new or empty folder"
+            )
+        print(f"removing the earlier demo run in {output} ({marker.read_text().strip()}): a run starts clean")
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+    (output / OUTPUT_MARKER).write_text(f"demo run started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}\n")
 
 
 def _count_boxes(json_path: Path) -> tuple[int, float]:
@@ -260,64 +316,142 @@ def _count_boxes(json_path: Path) -> tuple[int, float]:
     return len(proposals), sum(len(v) for v in proposals.values()) / max(len(proposals), 1)
 
 
-def chance_levels(data: Path) -> dict[str, float]:
-    """Accuracy (%) of guessing: uniform over the probe classes, and always the majority box class of val."""
-    image_classes = [p for p in (data / "probe_images" / "val").iterdir() if p.is_dir()]
-    val = json.loads((data / "labeled" / "val.json").read_text())
-    boxes = Counter(a["category_id"] for a in val["annotations"] if not a.get("iscrowd"))
-    return {
-        "chance_image": 100.0 / len(image_classes),
-        "chance_object": 100.0 / len(val["categories"]),
-        "majority_object": 100.0 * max(boxes.values()) / sum(boxes.values()),
-    }
+def _majority_share(train: Counter, val: Counter) -> float:
+    """Accuracy (%) on val of always answering the most frequent training class."""
+    majority = max(sorted(train), key=lambda c: train[c])
+    return 100.0 * val[majority] / sum(val.values())
 
 
-def summarize(settings: DemoSettings, steps: list[Step]) -> dict[str, float]:
-    """Numbers of a finished run, from the files its steps wrote (a flat name -> value mapping)."""
+def probe_chance(data: Path) -> dict[str, float]:
+    """Chance level (%) of each probe: always answering the most frequent training class (as
+    ``soco.evaluation.offline.chance_levels`` defines it), read from the demo's data files."""
+    folders = {
+        split: Counter({p.name: len(list(p.glob("*.jpg"))) for p in (data / "probe_images" / split).iterdir()
+                        if p.is_dir()})
+        for split in ("train", "val")
+    }  # fmt: skip
+    boxes = {}
+    for split in ("train", "val"):
+        coco = json.loads((data / "labeled" / f"{split}.json").read_text())
+        boxes[split] = Counter(a["category_id"] for a in coco["annotations"] if not a.get("iscrowd"))
+    object_share = _majority_share(boxes["train"], boxes["val"])
+    chance = {key: object_share for key in PROBE_KEYS if key.startswith("probe/object_")}
+    image_share = _majority_share(folders["train"], folders["val"])
+    return chance | {"probe/image_knn": image_share}
+
+
+def probe_records(metrics_json: Path) -> list[dict]:
+    """The probe evaluations of one pretraining run, in file order.
+
+    Raises ``ValueError`` when their iterations do not increase: the file then holds more than one run
+    (Detectron2 appends to it) and a summary would mix them.
+    """
+    records = [record for record in read_metrics(metrics_json) if "probe/seconds" in record]
+    iterations = [record["iteration"] for record in records]
+    if not records:
+        raise ValueError(f"{metrics_json}: no probe evaluation recorded")
+    if any(later <= earlier for earlier, later in zip(iterations, iterations[1:], strict=False)):
+        raise ValueError(
+            f"{metrics_json}: probe iterations {iterations} do not increase: the file holds more than one run"
+        )
+    return records
+
+
+def _number(value: float | None) -> float | None:
+    """A metric as a number, or None when it is undefined (NaN: a failed probe, or no value)."""
+    return None if value is None or math.isnan(value) else float(value)
+
+
+def summarize(settings: DemoSettings, steps: list[Step]) -> dict[str, float | int | str | None]:
+    """Numbers of a finished run, from the files its steps wrote (a flat name -> value mapping; None: failed
+    or undefined, never a number)."""
     out = settings.output
     seconds = {s.name: s.seconds for s in steps}
     num_images, filtered_per_image = _count_boxes(out / "proposals" / "train_ratio3size0308post.json")
-    summary = {
+    chance = probe_chance(out / "data")
+    classes = len(json.loads((out / "data" / "labeled" / "val.json").read_text())["categories"])
+    summary: dict[str, float | int | str | None] = {
         "images": num_images,
         "proposal_seconds": seconds["proposals"],
         "proposal_images_per_second": num_images / seconds["proposals"],
         "filtered_boxes_per_image": filtered_per_image,
         "pretrain_iterations": settings.pretrain_iters,
-        **chance_levels(out / "data"),
+        "classes": classes,
+        "chance_uniform": 100.0 / classes,
+        **{f"chance_{key}": value for key, value in chance.items()},
     }
     for init, _ in pretrainings(settings):
         run_dir = pretrain_dir(settings, init)
         metrics = read_metrics(run_dir / "metrics.json")
         losses = [m["total_loss"] for m in metrics if "total_loss" in m]
-        probes = [m for m in metrics if "probe/seconds" in m]
+        probes = probe_records(run_dir / "metrics.json")
         summary |= {
-            f"{init}_pretrain_loss_start": losses[0],
-            f"{init}_pretrain_loss_end": losses[-1],
+            f"{init}_pretrain_loss_start": _number(losses[0]),
+            f"{init}_pretrain_loss_end": _number(losses[-1]),
             f"{init}_pretrain_seconds": seconds[run_dir.name],
             f"{init}_probe_evaluations": len(probes),
             f"{init}_probe_seconds": sum(m["probe/seconds"] for m in probes) / len(probes),
         }
         for stage, record in (("init", probes[0]), ("final", probes[-1])):
             summary[f"{init}_probe_{stage}_iteration"] = record["iteration"]
-            summary |= {f"{init}_{key}_{stage}": record[key] for key in PROBES}
+            summary |= {f"{init}_{key}_{stage}": _number(record.get(key)) for key in PROBE_KEYS}
     for mode in settings.transfer_modes:
         results = json.loads((out / f"benchmark_{mode}" / "results.json").read_text())
-        for init, metrics in results["summary"].items():
+        summary[f"{mode}_frozen_parts"] = ",".join(results["freeze_parts"]) or "none"
+        summary[f"{mode}_backbone_only"] = int(results["backbone_only"])
+        for init, row in results["summary"].items():
+            prefix = f"{mode}_{init}"
+            summary[f"{prefix}_random_parts"] = ",".join(row["random_parts"]) or "none"
+            for key in ("trainable_parameters", "n_runs", "n_with_predictions"):
+                summary[f"{prefix}_{key}"] = row[key]
             for key in AP_KEYS:
-                for stat in ("mean", "std"):
-                    # COCOEvaluator reports no task at all when the model made no detection.
-                    value = metrics.get(key, {}).get(stat)
-                    summary[f"{mode}_{init}_{key}_{stat}"] = math.nan if value is None else value
+                stats = row.get(key, {})
+                low, high = stats.get("ci95") or (None, None)
+                summary |= {
+                    f"{prefix}_{key}_mean": stats.get("mean"),
+                    f"{prefix}_{key}_std": stats.get("std"),
+                    f"{prefix}_{key}_ci95_low": low,
+                    f"{prefix}_{key}_ci95_high": high,
+                }
         summary[f"{mode}_seconds"] = seconds[f"benchmark_{mode}"]
     return summary
 
 
-def _fmt(value: float) -> str:
-    return "nan" if isinstance(value, float) and math.isnan(value) else f"{value:.3g}"
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3g}"
 
 
-def format_summary(settings: DemoSettings, summary: dict[str, float]) -> str:
-    """The summary as three markdown tables: pipeline steps, probes, transfer benchmark."""
+def _ap_cell(summary: dict, prefix: str) -> str:
+    mean, std = summary[f"{prefix}_mean"], summary[f"{prefix}_std"]
+    if mean is None:
+        return "n/a"
+    if std is None:
+        return f"{mean:.1f} (one run)"
+    low, high = summary[f"{prefix}_ci95_low"], summary[f"{prefix}_ci95_high"]
+    return f"{mean:.1f} ± {std:.1f} [{low:.1f}, {high:.1f}]"
+
+
+def probe_table(settings: DemoSettings, summary: dict) -> str:
+    """Probe accuracies at random init and after pretraining, per readout, with the chance levels."""
+    rows = []
+    for init, _ in pretrainings(settings):
+        for stage in ("init", "final"):
+            iteration = summary[f"{init}_probe_{stage}_iteration"]
+            label = "random init" if iteration == 0 else "pretrained"
+            results = {key: summary[f"{init}_{key}_{stage}"] for key in PROBE_KEYS}
+            results = {key: math.nan if value is None else value for key, value in results.items()}
+            rows.append(ProbeRow(f"{init}, {label} (iteration {iteration})", "", OWN_READOUT[init], results))
+    chance = {key: summary[f"chance_{key}"] for key in PROBE_KEYS}
+    return (
+        markdown_table(rows, chance)
+        + "\n- chance: the majority-class row above (always answering the most frequent training class); "
+        + f"guessing uniformly is {_fmt(summary['chance_uniform'])} %"
+        + "\n- val objects and val probe images are instances (source photos) never seen in train"
+    )
+
+
+def format_summary(settings: DemoSettings, summary: dict) -> str:
+    """The summary as three markdown tables (pipeline steps, probes, transfer benchmark), with captions."""
     rows = [
         (
             "proposals (reference backend)",
@@ -338,33 +472,40 @@ def format_summary(settings: DemoSettings, summary: dict[str, float]) -> str:
             )
         )
     lines = ["| step | result |", "|---|---|"] + [f"| {a} | {b} |" for a, b in rows]
-
-    lines += ["", "| probe accuracy (%) | iteration | " + " | ".join(PROBES.values()) + " |"]
-    lines.append("|---|---|" + "---|" * len(PROBES))
-    for init, _ in pretrainings(settings):
-        for stage, label in (("init", "random init"), ("final", "pretrained")):
-            values = [_fmt(summary[f"{init}_{key}_{stage}"]) for key in PROBES]
-            iteration = summary[f"{init}_probe_{stage}_iteration"]
-            lines.append(f"| {init} {label} | {iteration} | " + " | ".join(values) + " |")
-    object_chance = f"{_fmt(summary['chance_object'])} ({_fmt(summary['majority_object'])})"
-    lines.append(
-        f"| chance (majority class) | | {object_chance} | {object_chance} | {_fmt(summary['chance_image'])} |"
-    )
-
-    lines += ["", f"| transfer, {settings.seeds} seeds | mode | box AP | mask AP |", "|---|---|---|---|"]
+    lines += ["", probe_table(settings, summary), ""]
+    lines += [
+        f"| transfer, {settings.seeds} seeds | mode | frozen parts (of them at random init) | trainable "
+        "parameters | runs (with predictions) | box AP | mask AP |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for mode in settings.transfer_modes:
         for init in settings.inits:
+            prefix = f"{mode}_{init}"
+            frozen = summary[f"{mode}_frozen_parts"]
+            random_parts = summary[f"{prefix}_random_parts"]
+            frozen += f" ({random_parts})" if random_parts != "none" else ""
             cells = [
-                f"{_fmt(summary[f'{mode}_{init}_{key}_mean'])} ± {_fmt(summary[f'{mode}_{init}_{key}_std'])}"
-                for key in AP_KEYS
-            ]
-            lines.append(f"| {init} | {mode} | " + " | ".join(cells) + " |")
+                init, mode, frozen, f"{summary[f'{prefix}_trainable_parameters']:,}",
+                f"{summary[f'{prefix}_n_runs']} ({summary[f'{prefix}_n_with_predictions']})",
+                *[_ap_cell(summary, f"{prefix}_{key}") for key in AP_KEYS],
+            ]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "AP: mean ± std [95 % t interval] over seeds; a run without predictions counts as 0. "
+        + (protocol_note(settings) if "frozen" in settings.transfer_modes else ""),
+        f"Whichever init comes out ahead, this is a miniature: {settings.pretrain_iters} CPU pretraining "
+        f"iterations on {summary['images']} photos, {settings.finetune_iters} fine-tuning iterations on "
+        f"{summary['classes']} classes; differences inside the intervals are noise, and nothing here "
+        "predicts SoCo's effect at ImageNet / COCO scale.",
+    ]
     return "\n".join(lines)
 
 
-def run_demo(settings: DemoSettings) -> dict[str, float]:
-    """Run every step, write ``summary.md`` and ``summary.json`` into the output folder, print the table."""
-    settings.output.mkdir(parents=True, exist_ok=True)
+def run_demo(settings: DemoSettings) -> dict:
+    """Run every step in a clean output folder, write ``summary.md`` and ``summary.json`` there, print the
+    tables."""
+    start_clean(settings.output)
     steps = build_steps(settings)
     start = time.perf_counter()
     for step in steps:
@@ -372,7 +513,7 @@ def run_demo(settings: DemoSettings) -> dict[str, float]:
     summary = summarize(settings, steps)
     summary["total_seconds"] = time.perf_counter() - start
     table = format_summary(settings, summary)
-    (settings.output / "summary.json").write_text(json.dumps(summary, indent=2))
+    (settings.output / "summary.json").write_text(json.dumps(summary, indent=2, allow_nan=False))
     (settings.output / "summary.md").write_text(table + "\n")
     print(f"\n{table}\n\ntotal: {summary['total_seconds']:.0f} s; artifacts in {settings.output}")
     return summary
