@@ -15,14 +15,18 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from soco.checkpoint import KEEP_CHOICES, convert_file, detectron2_payload, save_pickle
+from soco.checkpoint import KEEP_CHOICES, convert_file, detectron2_payload, save_weights
 from soco.checkpoint.cli import converter_parser
 from soco.detection import check_transfer_with_config
 from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = converter_parser(__doc__, "Detectron2 weights to write (.pkl)")
+    parser = converter_parser(
+        __doc__,
+        "Detectron2 weights to write: .pkl, or .safetensors (soco's train_net reads matching_heuristics "
+        "from its metadata; plain Detectron2 needs 'FILE.safetensors?matching_heuristics=True')",
+    )
     parser.add_argument(
         "--keep", default="all", choices=KEEP_CHOICES, help="'all': backbone + FPN + box head when present"
     )
@@ -39,9 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="config overrides for --verify-config",
     )
     args = parser.parse_args(argv)
-    if not args.output.endswith(".pkl"):
+    if not args.output.endswith((".pkl", ".safetensors")):
         parser.error(
-            f"OUTPUT must end with .pkl (Detectron2 reads numpy weights from .pkl), got {args.output!r}"
+            "OUTPUT must end with .pkl or .safetensors (the files Detectron2 reads converted weights from), "
+            f"got {args.output!r}"
         )
 
     weights, report = convert_file(args.input, args.format, args.keep, args.trust_pickle)
@@ -52,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not check.ok:
             print("error: the weights do not fill the fine-tuning model; nothing written", file=sys.stderr)
             return 1
-    save_pickle(detectron2_payload(weights), args.output)
+    save_weights(detectron2_payload(weights), args.output)
     print(f"wrote {args.output}")
     return 0
 

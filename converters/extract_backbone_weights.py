@@ -13,17 +13,17 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from soco.checkpoint import backbone_payload, convert_file, save_torch
+from soco.checkpoint import backbone_payload, convert_file, save_weights
 from soco.checkpoint.cli import converter_parser
 from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = converter_parser(__doc__, "backbone weights to write (.pth)")
+    parser = converter_parser(__doc__, "backbone weights to write (a torch file, or .safetensors)")
     args = parser.parse_args(argv)
     weights, report = convert_file(args.input, args.format, "backbone", args.trust_pickle)
     print(report.summary(args.verbose))
-    save_torch(backbone_payload(weights), args.output)
+    save_weights(backbone_payload(weights), args.output)
     print(f"wrote {args.output}")
     return 0
 

@@ -46,6 +46,9 @@ def _add_engine_config(cfg: CN) -> None:
     cfg.SOLVER.AMP.PRECISION = "float16"
     # Let DDP tolerate parameters that get no gradient in a step (e.g. an FPN level without boxes).
     cfg.MODEL.DDP_FIND_UNUSED_PARAMETERS = True
+    # Unpickle any Python object in MODEL.WEIGHTS and resumed checkpoints (trusted files only). False: .pkl
+    # files may hold only numpy arrays and torch files only tensors, so a crafted file cannot run code.
+    cfg.MODEL.TRUST_PICKLE = False
     # Store conv weights (backbone, FPN, RoI heads; online and target) in channels_last order (fast with AMP).
     cfg.MODEL.CHANNELS_LAST = False
     # torch.compile the backbones (online and target) with this backend, e.g. "inductor" ("": eager).
@@ -105,6 +108,9 @@ def _add_probes_config(cfg: CN) -> None:
     # Weighted kNN: neighbours and the temperature of their weights exp(cosine / T) (InstDisc / DINO).
     cfg.PRETRAIN.PROBES.KNN_K = 20
     cfg.PRETRAIN.PROBES.KNN_TEMPERATURE = 0.07
+    # kNN features: "centered" (minus the training mean, then L2: post-ReLU box features share an offset that
+    # makes every cosine ~0.9), "cosine" (L2 only, InstDisc/DINO) or "standardized" (centred, per-dim std).
+    cfg.PRETRAIN.PROBES.KNN_NORMALIZATION = "centered"
     # Image kNN: short side resized to IMAGE_SIZE / 0.875, then the centre IMAGE_SIZE x IMAGE_SIZE crop.
     cfg.PRETRAIN.PROBES.IMAGE_SIZE = 224
     # Box probes: images resized as the detector's test transform,

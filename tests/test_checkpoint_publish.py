@@ -30,7 +30,7 @@ def test_publish_strips_training_state_target_and_queues(tmp_path):
         "optimizer",
         "scheduler",
     ]
-    assert not list((tmp_path / "release").glob("*.partial"))
+    assert not list((tmp_path / "release").glob("*.partial*"))
     _, conversion = convert_checkpoint(published)
     assert conversion.format_name == "soco"
 
@@ -39,7 +39,7 @@ def test_publish_keeps_fpn_and_box_head(tmp_path):
     source = tmp_path / "fpn.pth"
     torch.save(soco_fpn_checkpoint(), source)
     report = publish_checkpoint(str(source), str(tmp_path / "fpn_pub"))
-    assert report.path.endswith(".pth")
+    assert report.path.endswith(".safetensors"), "an output without a suffix is published as .safetensors"
     keys = load_checkpoint(report.path)["model"]
     assert "backbone.fpn_lateral2.norm.weight" in keys and "roi_heads.box_head.fc1.weight" in keys
     assert "published" in report.summary() and "momentum target network" in report.summary()

@@ -5,9 +5,12 @@
 * ``convert``: the conversion with its report, and the payloads of the written files;
 * ``validate`` / ``verify``: completeness checks, and matching against a fine-tuning model's state dict
   (``soco.detection.check_transfer_with_config`` builds that model from a fine-tuning config);
-* ``publish``: strip training state from our checkpoints.
+* ``publish``: strip training state from our checkpoints;
+* ``io`` / ``checkpointer``: readers that run no code from a file (``--trust-pickle`` opts out), for
+  soco and for Detectron2's ``DetectionCheckpointer``.
 """
 
+from .checkpointer import SafeDetectionCheckpointer
 from .convert import (
     KEEP_CHOICES,
     ConversionReport,
@@ -18,7 +21,7 @@ from .convert import (
     torchvision_payload,
 )
 from .formats import SOURCE_FORMATS, SourceFormat, detect_format, get_format, register_format
-from .io import CheckpointReadError, load_checkpoint, save_pickle, save_torch
+from .io import CheckpointReadError, load_checkpoint, save_pickle, save_safetensors, save_torch, save_weights
 from .publish import publish_checkpoint
 from .validate import CheckpointLayoutError, TransferArchitecture, validate_transfer_weights
 from .verify import (
@@ -34,6 +37,7 @@ __all__ = [
     "SOURCE_FORMATS",
     "CheckpointLayoutError",
     "CheckpointReadError",
+    "SafeDetectionCheckpointer",
     "ConversionReport",
     "SourceFormat",
     "TransferArchitecture",
@@ -49,7 +53,9 @@ __all__ = [
     "publish_checkpoint",
     "register_format",
     "save_pickle",
+    "save_safetensors",
     "save_torch",
+    "save_weights",
     "torchvision_payload",
     "transferred_parts",
     "validate_transfer_weights",

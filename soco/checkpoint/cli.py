@@ -12,7 +12,7 @@ def converter_parser(description: str, output_help: str) -> argparse.ArgumentPar
     parser = argparse.ArgumentParser(
         description=description, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("input", help="checkpoint to read (.pth, .pth.tar, .pkl)")
+    parser.add_argument("input", help="checkpoint to read (.pth, .pth.tar, .pkl, .safetensors)")
     parser.add_argument("output", help=output_help)
     parser.add_argument(
         "--format",
@@ -23,7 +23,8 @@ def converter_parser(description: str, output_help: str) -> argparse.ArgumentPar
     parser.add_argument(
         "--trust-pickle",
         action="store_true",
-        help="allow arbitrary Python objects in a torch INPUT (unpickling can run code: trusted files only)",
+        help="unpickle any Python object in INPUT, not only numpy arrays (.pkl) or tensors (torch files); "
+        "unpickling can run code: trusted files only",
     )
     parser.add_argument("--verbose", action="store_true", help="list every kept and dropped tensor")
     return parser

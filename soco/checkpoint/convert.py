@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .formats import PARTS, Drop, SourceFormat, detect_format, get_format
-from .io import load_checkpoint
+from .io import as_numpy, as_tensor, load_checkpoint
 from .rename import UnknownTensorName, detectron2_to_torchvision
 from .validate import TransferArchitecture, validate_transfer_weights
 
@@ -76,11 +76,8 @@ def format_drops(dropped: list[tuple[str, str]], verbose: bool = False, noun: st
 
 
 def _to_numpy(key: str, value: Any) -> np.ndarray:
-    if isinstance(value, np.ndarray):
-        return value
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu()
-        return (value.float() if value.dtype == torch.bfloat16 else value).numpy()
+    if isinstance(value, (np.ndarray, torch.Tensor)):
+        return as_numpy(value)
     raise TypeError(f"{key!r} holds a {type(value).__name__}, expected a tensor or numpy array")
 
 
@@ -138,11 +135,6 @@ def convert_file(
 ) -> tuple[dict[str, np.ndarray], ConversionReport]:
     """Load ``path`` and :func:`convert_checkpoint` it."""
     return convert_checkpoint(load_checkpoint(path, trust_pickle), format_name, keep, source=path)
-
-
-def as_tensor(value: np.ndarray) -> torch.Tensor:
-    """A tensor owning a C-ordered copy of ``value`` (0-d arrays stay 0-d)."""
-    return torch.from_numpy(np.array(value, order="C"))
 
 
 def detectron2_payload(weights: Mapping[str, np.ndarray]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Publish a soco pretraining checkpoint: keep the online network, strip training state.
 
 The output keeps ``{"model": online state dict}`` (``backbone.*``, ``roi_heads.*`` and the method
-heads), so every converter still reads it, and is named ``<name>-<first 8 hex of sha256>.pth``.
+heads), so every converter still reads it, and is named ``<name>-<first 8 hex of sha256>.<suffix>``:
+``.safetensors`` by default (tensors only, nothing to unpickle), ``.pth`` or ``.pkl`` on request.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from dataclasses import dataclass, field
 
 from .convert import AUTHOR, format_drops
 from .formats import QUEUE_PATTERN, TARGET_PATTERN, SocoFormat
-from .io import load_checkpoint, save_torch, sha256_of
+from .io import load_checkpoint, save_weights, sha256_of
+
+PUBLISHED_SUFFIXES = (".safetensors", ".pth", ".pkl")
 
 # Entries of the model state dict that are not weights of the published online network.
 _NOT_PUBLISHED = (
@@ -39,7 +42,11 @@ def _reason(key: str) -> str | None:
 
 
 def publish_checkpoint(source: str, output: str) -> PublishReport:
-    """Write the online weights of ``source`` to ``<output stem>-<sha256[:8]>.pth``; return the report."""
+    """Write the online weights of ``source`` to ``<output stem>-<sha256[:8]><suffix>``, where ``output``
+    ends with the suffix (one of :data:`PUBLISHED_SUFFIXES`; none: ``.safetensors``); return the report."""
+    suffix = next((s for s in PUBLISHED_SUFFIXES if output.endswith(s)), None)
+    stem = output[: -len(suffix)] if suffix else output
+    suffix = suffix or ".safetensors"
     checkpoint = load_checkpoint(source)
     if not SocoFormat().detect(checkpoint):
         raise ValueError(
@@ -57,9 +64,8 @@ def publish_checkpoint(source: str, output: str) -> PublishReport:
     report.dropped += [(key, "training state") for key in checkpoint if key != "model"]
     report.kept = len(online)
 
-    stem = output[: -len(".pth")] if output.endswith(".pth") else output
-    partial = stem + ".pth.partial"
-    save_torch({"model": online, "__author__": AUTHOR}, partial)
-    report.path = f"{stem}-{sha256_of(partial)[:8]}.pth"
+    partial = f"{stem}.partial{suffix}"
+    save_weights({"model": online, "__author__": AUTHOR}, partial)
+    report.path = f"{stem}-{sha256_of(partial)[:8]}{suffix}"
     os.replace(partial, report.path)
     return report

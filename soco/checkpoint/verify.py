@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from detectron2.checkpoint.c2_model_loading import align_and_update_state_dicts
 
-from .convert import as_tensor
+from .io import as_tensor
 
 # Model keys each transferred part must fill. ``res5.norm`` (the extra norm of the C4 head) is new.
 PART_MODEL_KEYS = {

@@ -5,13 +5,13 @@ from __future__ import annotations
 import weakref
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode
 from detectron2.engine import DefaultTrainer, TrainerBase, hooks
 from detectron2.utils import comm
 from detectron2.utils.events import CommonMetricPrinter
 from torch import nn
 
+from soco.checkpoint import SafeDetectionCheckpointer
 from soco.data.build import build_pretrain_train_loader
 from soco.solver import build_optimizer
 
@@ -43,7 +43,9 @@ class PretrainTrainer(DefaultTrainer):
         if hasattr(unwrap_model(model), "after_backward"):
             self._trainer.register_hooks([ModelAfterBackwardHook()])
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.checkpointer = SafeDetectionCheckpointer(
+            model, cfg.OUTPUT_DIR, trust_pickle=cfg.MODEL.TRUST_PICKLE, trainer=weakref.proxy(self)
+        )
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg

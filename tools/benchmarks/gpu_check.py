@@ -174,13 +174,12 @@ def transfer(args: argparse.Namespace, corpus: tuple[str, str]) -> dict:
 
 
 def mask_rcnn_forward(args: argparse.Namespace, weights: Path) -> dict:
-    from detectron2.checkpoint import DetectionCheckpointer
-
+    from soco.checkpoint import SafeDetectionCheckpointer
     from soco.detection import TransferTrainer, load_transfer_config
 
     cfg = load_transfer_config(str(MASK_RCNN), ["MODEL.WEIGHTS", str(weights), "MODEL.DEVICE", args.device])
     model = TransferTrainer.build_model(cfg)
-    DetectionCheckpointer(model).load(str(weights))
+    SafeDetectionCheckpointer(model).load(str(weights))
     model.eval()
     generator = torch.Generator().manual_seed(0)
     pixels = [torch.randint(0, 256, (3, 800, 1067), generator=generator, dtype=torch.uint8) for _ in range(2)]
