@@ -74,6 +74,45 @@ def test_build_optimizer_by_name():
         build_optimizer(cfg, model)
 
 
+@pytest.mark.parametrize(
+    "key, value, instead",
+    [("WEIGHT_DECAY_NORM", 1e-4, "SOLVER.WEIGHT_DECAY_1D"),
+     ("WEIGHT_DECAY_BIAS", 0.0, "SOLVER.WEIGHT_DECAY_1D"),
+     ("BIAS_LR_FACTOR", 2.0, "SOLVER.LARS.ADAPT_1D_PARAMS")],
+)  # fmt: skip
+def test_detectron2_parameter_group_keys_are_refused_naming_what_pretraining_uses(key, value, instead):
+    cfg = get_cfg()
+    add_soco_config(cfg)
+    setattr(cfg.SOLVER, key, value)
+    with pytest.raises(ValueError, match=rf"SOLVER.{key}={value!r} is not used in pretraining.*{instead}"):
+        build_optimizer(cfg, nn.Linear(2, 2))
+
+
+@pytest.mark.parametrize("optimizer", ["SGD", "LARS"])
+def test_gradient_clipping_is_honoured(optimizer):
+    """SOLVER.CLIP_GRADIENTS (Detectron2's per-parameter value clipping) before the step: the gradient
+    1000 x (1, 0.001, 2) becomes (0.01, 0.01, 0.01), so the update is the same for every weight (plain SGD:
+    lr x CLIP_VALUE; LARS rescales the clipped gradient as a whole)."""
+    cfg = get_cfg()
+    add_soco_config(cfg)
+    cfg.SOLVER.OPTIMIZER, cfg.SOLVER.BASE_LR = optimizer, 0.5
+    cfg.SOLVER.MOMENTUM, cfg.SOLVER.WEIGHT_DECAY = 0.0, 0.0
+    steps = {}
+    for enabled in (False, True):
+        cfg.SOLVER.CLIP_GRADIENTS.ENABLED, cfg.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = enabled, 0.01
+        model = nn.Linear(3, 1, bias=False)
+        start = model.weight.detach().clone()
+        opt = build_optimizer(cfg, model)
+        (1000.0 * model(torch.tensor([[1.0, 0.001, 2.0]])).sum()).backward()
+        opt.step()
+        steps[enabled] = (start - model.weight.detach()).view(-1)
+    clipped, unclipped = steps[True], steps[False]
+    torch.testing.assert_close(clipped, clipped[:1].expand(3))
+    assert unclipped[2] > 1.5 * unclipped[0] > 1000 * unclipped[1] > 0
+    if optimizer == "SGD":
+        torch.testing.assert_close(clipped, torch.full((3,), 0.5 * 0.01))
+
+
 @pytest.mark.parametrize("weight_decay", [0.0, 1e-2])
 def test_foreach_lars_equals_the_per_parameter_loop(weight_decay):
     torch.manual_seed(0)

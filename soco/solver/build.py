@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import torch
-from detectron2.config import CfgNode
+from detectron2.config import CfgNode, get_cfg
+from detectron2.solver.build import maybe_add_gradient_clipping
 from detectron2.utils.registry import Registry
 from torch import nn
 
@@ -55,8 +56,32 @@ def SGD(cfg: CfgNode, param_groups: list[dict]) -> torch.optim.Optimizer:  # noq
     )
 
 
+#: Detectron2's solver keys pretraining has no use for, and what it uses instead.
+UNUSED_SOLVER_KEYS = {
+    "WEIGHT_DECAY_NORM": "SOLVER.WEIGHT_DECAY_1D, the weight decay of norm weights and biases",
+    "WEIGHT_DECAY_BIAS": "SOLVER.WEIGHT_DECAY_1D, the weight decay of norm weights and biases",
+    "BIAS_LR_FACTOR": "one lr for every parameter (whether LARS adapts biases: SOLVER.LARS.ADAPT_1D_PARAMS)",
+}
+
+
+def check_unused_solver_keys(cfg: CfgNode) -> None:
+    """Refuse a non-default value of a key of :data:`UNUSED_SOLVER_KEYS`, naming what pretraining uses."""
+    defaults = get_cfg().SOLVER
+    for key, instead in UNUSED_SOLVER_KEYS.items():
+        if cfg.SOLVER[key] != defaults[key]:
+            raise ValueError(
+                f"SOLVER.{key}={cfg.SOLVER[key]!r} is not used in pretraining (Detectron2's default "
+                f"{defaults[key]!r}): it uses {instead}"
+            )
+
+
 def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
-    """The optimizer named by ``cfg.SOLVER.OPTIMIZER`` over ``model``'s trainable parameters."""
+    """The optimizer named by ``cfg.SOLVER.OPTIMIZER`` over ``model``'s trainable parameters, with
+    Detectron2's gradient clipping when ``SOLVER.CLIP_GRADIENTS.ENABLED`` (per parameter, before the step
+    and, under AMP, after unscaling). Detectron2's other parameter-group keys are refused
+    (:func:`check_unused_solver_keys`).
+    """
+    check_unused_solver_keys(cfg)
     groups = build_param_groups(
         model,
         weight_decay=cfg.SOLVER.WEIGHT_DECAY,
@@ -71,4 +96,4 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
             f"SOLVER.OPTIMIZER {name!r} is not registered; "
             f"available: {sorted(k for k, _ in OPTIMIZER_REGISTRY)}"
         ) from err
-    return factory(cfg, groups)
+    return maybe_add_gradient_clipping(cfg, factory(cfg, groups))
