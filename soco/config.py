@@ -59,6 +59,9 @@ def _add_engine_config(cfg: CN) -> None:
     cfg.SOLVER.LARS.FOREACH = None
     # Periodic checkpoints kept on disk (older ones are deleted; 0 keeps all). model_final.pth is always kept.
     cfg.SOLVER.CHECKPOINT_MAX_TO_KEEP = 0
+    # The scheduler's warning signal: every process stops after the same iteration, process 0 saves it and
+    # the job is requeued (soco.engine.preemption). "": submitit's (SIGUSR2) in a submitit job, else SIGTERM.
+    cfg.SOLVER.PREEMPTION_SIGNAL = ""
     # Period (iterations) of the console / metrics.json / TensorBoard writers.
     cfg.SOLVER.LOG_PERIOD = 20
 

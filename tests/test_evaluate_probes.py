@@ -2,8 +2,10 @@
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torchvision
@@ -11,6 +13,7 @@ from probes_testing import register_probe_box_sets, write_probe_image_folder
 from transfer_testing import image_level_checkpoint, moco_release, soco_fpn_checkpoint
 
 from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
+from soco.evaluation import PROBE_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,34 +34,58 @@ def probe_args(tmp_path_factory):
             "--min-size-test", "64", "--max-size-test", "128", "--linear-steps", "20"]  # fmt: skip
 
 
-def test_rows_for_each_weights_and_the_random_init_baseline(tmp_path, probe_args, capsys):
+TINY = REPO / "soco" / "configs" / "tiny"
+
+
+def test_rows_for_each_weights_and_a_random_init_row_per_method(tmp_path, probe_args, capsys):
     torch.save(soco_fpn_checkpoint(randomize=False), tmp_path / "soco.pth")
-    torch.save(image_level_checkpoint(), tmp_path / "moco.pth")
+    # (image_level_checkpoint's U(0.5, 1.5) weights overflow to inf: that row would read "failed")
+    torch.save(moco_release(torchvision.models.resnet18(weights=None).state_dict()), tmp_path / "moco.pth")
     output = tmp_path / "rows.json"
     argv = ["--weights", f"soco={tmp_path / 'soco.pth'}", "--weights", f"moco={tmp_path / 'moco.pth'}"]
-    assert _tool("evaluate_probes").main([*argv, "--random-init", *probe_args, "--output", str(output)]) == 0
+    argv += ["--random-init", str(TINY / "SoCo_FPN.yaml"), "--random-init", str(TINY / "MoCoV2.yaml")]
+    assert _tool("evaluate_probes").main([*argv, *probe_args, "--output", str(output)]) == 0
     table = capsys.readouterr().out
-    assert "| weights | image_knn | object_knn | object_linear | seconds |" in table
+    columns = " | ".join(key.removeprefix("probe/") for key in PROBE_KEYS)
+    assert f"| weights | readout | {columns} | seconds |" in table
     lines = [line for line in table.splitlines() if line.startswith("| ")]
-    assert [line.split(" | ")[0] for line in lines[1:]] == [
-        "| random init",
-        "| soco",
-        "| moco",
-        "| chance (majority class)",
+    assert [line.split(" | ")[:2] for line in lines[1:]] == [
+        ["| random init (SoCo_FPN)", "fpn"],
+        ["| random init (MoCoV2)", "c4"],
+        ["| soco", "fpn"],
+        ["| moco", "c4"],
+        ["| chance (majority class)", ""],
     ]
+    assert "- object_knn_shared: object level, shared readout" in table
+    assert "- readout c4: own object readout = res4 RoIAlign" in table
     saved = json.loads(output.read_text())
-    assert [row["name"] for row in saved["rows"]] == ["random init", "soco", "moco"]
-    assert saved["rows"][0]["source"] == f"architecture of {tmp_path / 'soco.pth'}"
+    assert [row["name"] for row in saved["rows"]] == [
+        "random init (SoCo_FPN)", "random init (MoCoV2)", "soco", "moco"
+    ]  # fmt: skip
+    assert saved["rows"][1]["source"] == f"{TINY / 'MoCoV2.yaml'} (SEED 0)"
     for row in saved["rows"]:
-        assert set(row["results"]) == {
-            "probe/image_knn",
-            "probe/object_knn",
-            "probe/object_linear",
-            "probe/seconds",
-        }
-        assert all(0 <= v <= 100 for k, v in row["results"].items() if k != "probe/seconds")
+        assert set(row["results"]) == {*PROBE_KEYS, "probe/seconds"}
+        assert all(0 <= row["results"][key] <= 100 for key in PROBE_KEYS)
+    # C4 weights: the own readout is the shared one
+    moco = saved["rows"][3]["results"]
+    assert moco["probe/object_knn"] == moco["probe/object_knn_shared"]
     assert saved["chance"]["probe/image_knn"] == 50.0  # 2 balanced classes
+    assert saved["chance"]["probe/object_linear_shared"] == saved["chance"]["probe/object_knn"]
     assert saved["settings"]["image_size"] == 32 and saved["settings"]["knn_k"] == 20
+    assert saved["settings"]["knn_normalization"] == "centered"
+
+
+def test_diverged_weights_read_failed_in_the_table_and_nan_in_the_json(tmp_path, probe_args, capsys):
+    weights, _ = convert_checkpoint(image_level_checkpoint())
+    diverged = {k: v * np.float32("nan") if v.dtype.kind == "f" else v for k, v in weights.items()}
+    save_pickle(detectron2_payload(diverged), str(tmp_path / "diverged.pkl"))
+    output = tmp_path / "rows.json"
+    argv = ["--weights", f"diverged={tmp_path / 'diverged.pkl'}", *probe_args, "--output", str(output)]
+    assert _tool("evaluate_probes").main(argv) == 0
+    (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| diverged")]
+    assert row.split(" | ")[2:-1] == ["failed"] * len(PROBE_KEYS)
+    results = json.loads(output.read_text())["rows"][0]["results"]  # NaN in, NaN out: never a number
+    assert all(math.isnan(results[key]) for key in PROBE_KEYS)
 
 
 def test_converted_pkl_and_official_release_are_read(tmp_path, probe_args, capsys):
@@ -72,10 +99,23 @@ def test_converted_pkl_and_official_release_are_read(tmp_path, probe_args, capsy
     assert "| pkl | " in table and "| moco | " in table and "nan" not in table
 
 
-def test_random_init_of_a_pretraining_config(tmp_path, probe_args, capsys):
-    argv = ["--random-init", "--config-file", str(REPO / "soco/configs/tiny/MoCoV2.yaml"), *probe_args]
-    assert _tool("evaluate_probes").main(argv) == 0
-    assert "| random init |" in capsys.readouterr().out
+def test_random_init_takes_a_config_and_the_old_flag_names_the_new_form(tmp_path, probe_args, capsys):
+    tool = _tool("evaluate_probes")
+    assert tool.main(["--random-init", str(TINY / "MoCoV2.yaml"), *probe_args]) == 0
+    assert "| random init (MoCoV2) | c4 |" in capsys.readouterr().out
+    old = ["--random-init", "--config-file", str(TINY / "MoCoV2.yaml"), *probe_args]
+    with pytest.raises(SystemExit):
+        tool.main(old)
+    assert "--random-init takes a pretraining config now (--random-init CONFIG" in capsys.readouterr().err
+
+
+def test_a_test_set_that_is_the_training_set_is_refused(probe_args, capsys):
+    tool = _tool("evaluate_probes")
+    args = list(probe_args)
+    args[args.index("--box-test") + 1] = args[args.index("--box-train") + 1]
+    argv = ["--random-init", str(TINY / "MoCoV2.yaml"), *args]
+    assert tool.run(tool.main, argv) == 2
+    assert "train and test are the same dataset 'cli_boxes_train'" in capsys.readouterr().err
 
 
 def test_a_missing_or_unreadable_weights_file_stops_before_any_work(tmp_path, probe_args, capsys):

@@ -99,3 +99,42 @@ def test_box_sets_must_be_registered_and_share_classes(tmp_path):
     )
     with pytest.raises(ValueError, match="different classes"):
         load_box_probe_set(train_name, "renamed_boxes", 64, 128)
+
+
+def test_a_test_split_that_is_not_held_out_is_refused_naming_both(tmp_path):
+    train_name, test_name = register_probe_box_sets(tmp_path, "leaky_boxes", sizes=(3, 2))
+    with pytest.raises(ValueError, match="same dataset 'leaky_boxes_train'"):  # was an IndexError
+        load_box_probe_set(train_name, train_name, 64, 128)
+    train_json, train_images = tmp_path / train_name / "annotations.json", tmp_path / train_name / "images"
+    register_coco_format_dataset("leaky_alias", str(train_json), str(train_images))
+    with pytest.raises(ValueError, match=r"'leaky_boxes_train' \(train\) and 'leaky_alias' \(test\) are the "
+                       r"same annotation file .*annotations.json under two names"):  # fmt: skip
+        load_box_probe_set(train_name, "leaky_alias", 64, 128)
+    # another annotation file over the training images: the same image files
+    (tmp_path / "copy.json").write_text(train_json.read_text())
+    register_coco_format_dataset("same_files", str(tmp_path / "copy.json"), str(train_images))
+    with pytest.raises(ValueError, match=r"share 3 image files \(e.g. .*shapes_001.png\)"):
+        load_box_probe_set(train_name, "same_files", 64, 128)
+    # a held-out set whose first image is a copy of a training image: the same bytes
+    test_images = tmp_path / test_name / "images"
+    (test_images / "shapes_001.png").write_bytes((train_images / "shapes_002.png").read_bytes())
+    copied = r"test .*leaky_boxes_test/images/shapes_001.png = train .*_train/images/shapes_002.png"
+    with pytest.raises(ValueError, match=rf"share 1 images with identical bytes \(e.g. {copied}\)"):
+        load_box_probe_set(train_name, test_name, 64, 128)
+
+
+def test_an_image_folder_whose_val_copies_a_train_image_is_refused(tmp_path):
+    root = write_probe_image_folder(tmp_path / "folder", per_class=(2, 1))
+    (root / "val" / "dark" / "copied.png").write_bytes((root / "train" / "dark" / "dark_0.png").read_bytes())
+    with pytest.raises(ValueError, match=r"'.*folder/train' \(train\) and '.*folder/val' \(test\) share 1 "):
+        load_image_folder_probe_set(str(root), 32)
+
+
+def test_an_undecodable_image_is_left_out_and_counted_not_raised(tmp_path):
+    root = write_probe_image_folder(tmp_path / "folder", per_class=(2, 1))
+    (root / "train" / "dark" / "dark_1.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "train" / "bright" / "empty.png").write_bytes(b"")
+    train, _, _ = load_image_folder_probe_set(str(root), 32)
+    samples = [train[i] for i in range(len(train))]
+    assert sum(s is None for s in samples) == 2
+    assert sorted(kind.split(":")[0] for kind in train.failures.values()) == ["empty_file", "truncated"]

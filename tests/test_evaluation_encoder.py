@@ -2,6 +2,7 @@
 detector pools them (FPN: canonical level rule + ROIAlignV2 + box head; C4: res4 RoIAlign + res5)."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -124,3 +125,17 @@ def test_fpn_image_feature_is_pooled_res5_and_encoders_run_in_eval_mode_fp32():
     with torch.no_grad():
         res5 = encoder.backbone.bottom_up(encoder.normalize([image]).tensor)["res5"]
         torch.testing.assert_close(encoder.image_features([image]), res5.mean(dim=(2, 3)))
+
+
+def test_the_shared_readout_of_fpn_weights_is_the_c4_readout_of_their_backbone():
+    encoder, weights = _encoder(soco_fpn_checkpoint(randomize=False))
+    c4 = build_probe_encoder(replace(architecture_from_weights(weights), kind="c4"))
+    c4.load_weights(weights)  # the same stem and res2..res5; the FPN and box head are not used
+    images = [_image(128, 96, seed=3), _image(128, 96, seed=4)]
+    boxes = [torch.tensor([[10.0, 12, 70, 90], [0.0, 0, 40, 30]]), torch.tensor([[5.0, 8, 90, 60]])]
+    with torch.no_grad():
+        readouts = encoder.box_readouts(images, boxes)
+        torch.testing.assert_close(readouts["own"], encoder.box_features(images, boxes))
+        torch.testing.assert_close(readouts["shared"], c4.box_features(images, boxes))
+        assert c4.box_readouts(images, boxes).keys() == {"own"}  # C4: its own readout is the shared one
+    assert readouts["own"].shape == (3, 64) and readouts["shared"].shape == (3, 256)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from soco.evaluation import knn_accuracy, weighted_knn_scores
+from soco.evaluation import knn_accuracy, normalize_knn_features, weighted_knn_scores
 
 TRAIN = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.0]])
 LABELS = torch.tensor([0, 1, 1, 2])
@@ -44,3 +44,36 @@ def test_mismatched_or_empty_inputs_are_errors():
         weighted_knn_scores(TRAIN, LABELS[:3], TRAIN, 3)
     with pytest.raises(ValueError, match="at least one query"):
         knn_accuracy(TRAIN, LABELS, TRAIN[:0], LABELS[:0], 3)
+
+
+def test_non_finite_features_give_nan_never_class_0():
+    # argmax over NaN scores answers class 0: with every query of class 0 that read as 100 %
+    queries, labels = torch.tensor([[1.0, 0.1], [0.1, 1.0]]), torch.tensor([0, 0])
+    for bad in (float("nan"), float("inf")):
+        broken = TRAIN.clone()
+        broken[1, 0] = bad
+        assert math.isnan(knn_accuracy(broken, LABELS, queries, labels, 3, k=1))
+        assert math.isnan(knn_accuracy(TRAIN, LABELS, queries * bad, labels, 3, k=1))
+
+
+def _offset_blobs(seed: int, n: int = 400):
+    """Post-ReLU-like features: 10 weak class means on a large common positive offset (cosines ~0.95)."""
+    gen = torch.Generator().manual_seed(seed)
+    means = 0.5 * torch.randn(10, 128, generator=torch.Generator().manual_seed(99))
+    labels = torch.arange(n) % 10
+    return torch.relu(10.0 + means[labels] + 2.0 * torch.randn(n, 128, generator=gen)), labels
+
+
+def test_centring_removes_a_common_offset_that_cosine_votes_drown_in():
+    train, train_y = _offset_blobs(0)
+    test, test_y = _offset_blobs(1)
+    plain = knn_accuracy(train, train_y, test, test_y, 10, normalization="cosine")
+    centred = knn_accuracy(train, train_y, test, test_y, 10, normalization="centered")
+    assert centred > plain + 3
+    # centring subtracts the training mean from both sides: a shared shift of every feature changes nothing
+    shifted = knn_accuracy(train + 5, train_y, test + 5, test_y, 10, normalization="centered")
+    assert shifted == pytest.approx(centred)
+    train_n, test_n = normalize_knn_features(train, test, "standardized")
+    torch.testing.assert_close(train_n.norm(dim=1), torch.ones(len(train)))
+    with pytest.raises(ValueError, match="'l2'.*cosine"):
+        knn_accuracy(train, train_y, test, test_y, 10, normalization="l2")

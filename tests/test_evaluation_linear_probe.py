@@ -1,5 +1,7 @@
 """The linear probe: learns separable data, deterministic for a seed, standardised with train statistics."""
 
+import math
+
 import torch
 
 from soco.evaluation import fit_linear_probe, linear_probe_accuracy
@@ -39,3 +41,14 @@ def test_same_seed_same_probe_other_seed_other_minibatches():
     kwargs = {"steps": 20, "batch_size": 16, "seed": 5}
     accuracies = {linear_probe_accuracy(train_x, train_y, test_x, test_y, 3, **kwargs) for _ in range(2)}
     assert len(accuracies) == 1
+
+
+def test_non_finite_features_give_nan_never_an_accuracy():
+    train_x, train_y = _blobs(0)
+    test_x, _ = _blobs(1, n=30)
+    zeros = torch.zeros(30, dtype=torch.long)  # argmax over NaN logits is class 0: 100 % on these labels
+    broken = train_x.clone()
+    broken[3, 1] = float("nan")
+    assert math.isnan(linear_probe_accuracy(broken, train_y, test_x, zeros, 3, steps=5))
+    assert math.isnan(linear_probe_accuracy(train_x, train_y, test_x * float("inf"), zeros, 3, steps=5))
+    assert math.isnan(linear_probe_accuracy(train_x * float("nan"), train_y, test_x, zeros, 3, steps=5))

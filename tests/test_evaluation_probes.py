@@ -1,6 +1,9 @@
-"""run_probes / ProbeEvaluator: the keys of the configured probes only, and the same numbers when two
-processes each embed half of every split."""
+"""run_probes / ProbeEvaluator: the keys of the configured probes only, NaN (never a number) for a diverged
+model, undecodable images left out, and the same numbers when two processes each embed half of every split
+while only the main one classifies."""
 
+import logging
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -14,7 +17,7 @@ from transfer_testing import soco_fpn_checkpoint
 from soco.checkpoint import convert_checkpoint
 from soco.config import add_soco_config
 from soco.data import register_coco_format_dataset
-from soco.evaluation import ProbeData, ProbeEvaluator, ProbeSettings, embed_split
+from soco.evaluation import PROBE_KEYS, ProbeData, ProbeEvaluator, ProbeSettings, embed_split, format_results
 
 
 def _default_cfg():
@@ -48,28 +51,66 @@ def weights():
     return convert_checkpoint(soco_fpn_checkpoint(randomize=False))[0]
 
 
+OBJECT_KEYS = {key for key in PROBE_KEYS if key.startswith("probe/object_")}
+
+
 def test_only_the_configured_probes_run(tmp_path, weights):
     both = ProbeEvaluator(_data(tmp_path / "both"), SETTINGS)(weights)
-    assert set(both) == {"probe/image_knn", "probe/object_knn", "probe/object_linear", "probe/seconds"}
+    assert set(both) == {*PROBE_KEYS, "probe/seconds"}
     images_only = ProbeEvaluator(_data(tmp_path / "images", with_boxes=False), SETTINGS)(weights)
     assert set(images_only) == {"probe/image_knn", "probe/seconds"}
     boxes_only = ProbeEvaluator(_data(tmp_path / "boxes", with_images=False), SETTINGS)(weights)
-    assert set(boxes_only) == {"probe/object_knn", "probe/object_linear", "probe/seconds"}
+    assert set(boxes_only) == {*OBJECT_KEYS, "probe/seconds"}
     assert boxes_only["probe/object_knn"] == both["probe/object_knn"] and boxes_only["probe/seconds"] > 0
+
+
+def test_a_diverged_model_scores_nan_with_an_error_naming_each_probe(tmp_path, weights, caplog):
+    data = _data(tmp_path / "data")
+    diverged = {name: value * float("nan") for name, value in weights.items()}
+    with caplog.at_level(logging.ERROR, logger="soco.evaluation.probes"):
+        results = ProbeEvaluator(data, SETTINGS)(diverged)
+    assert all(math.isnan(results[key]) for key in PROBE_KEYS)  # argmax over NaN once scored 91.7 %
+    errors = "\n".join(r.getMessage() for r in caplog.records)
+    boxes = data.box_train.num_boxes
+    assert f"probe object_linear_shared failed: {boxes} of {boxes} training and" in errors
+    assert "probe image_knn failed: 6 of 6 training and 4 of 4 test features are not finite" in errors
+    assert format_results(results).startswith("image_knn FAILED, object_knn FAILED")
+
+
+def test_an_undecodable_probe_image_is_left_out_and_counted(tmp_path, weights, caplog):
+    data = _data(tmp_path / "data")
+    data.image_train.files[0] = str(tmp_path / "missing.png")
+    with caplog.at_level(logging.INFO, logger="soco.evaluation.probes"):
+        results = ProbeEvaluator(data, SETTINGS)(weights)
+    assert 0 <= results["probe/image_knn"] <= 100
+    assert data.image_train.failures[0].startswith("unreadable")
+    assert "probe image folder" in caplog.text and "1 of 6 images cannot be decoded" in caplog.text
+
+
+def _counted(classify, calls: list):
+    def counted(*args, **kwargs):
+        calls.append(classify.__name__)
+        return classify(*args, **kwargs)
+
+    return counted
 
 
 def _embed_in_each_process(root: str, names: tuple[str, str], weights: dict, output: str) -> None:
     from detectron2.utils import comm
 
+    from soco.evaluation import probes
+
     torch.set_num_threads(1)
+    calls = []
+    for name in ("knn_accuracy", "linear_probe_accuracy"):
+        setattr(probes, name, _counted(getattr(probes, name), calls))
     data = _registered_data(Path(root), names)
     evaluator = ProbeEvaluator(data, SETTINGS)
     results = evaluator(weights)
     features = embed_split(evaluator.encoder, data.box_train, SETTINGS.batch_size)
     cached = sum(len(split._cache) for split in (data.box_train, data.image_train))
-    torch.save(
-        {"results": results, "features": features, "cached": cached}, f"{output}.rank{comm.get_rank()}"
-    )
+    saved = {"results": results, "features": features, "cached": cached, "classifier_calls": len(calls)}
+    torch.save(saved, f"{output}.rank{comm.get_rank()}")
 
 
 def test_two_processes_embed_their_share_and_agree_with_one(tmp_path, weights):
@@ -84,7 +125,9 @@ def test_two_processes_embed_their_share_and_agree_with_one(tmp_path, weights):
         saved = torch.load(tmp_path / f"out.rank{rank}")
         torch.testing.assert_close(saved["features"][0], features, rtol=1e-4, atol=1e-4)
         assert torch.equal(saved["features"][1], labels)
-        for key in ("probe/image_knn", "probe/object_knn", "probe/object_linear"):
+        for key in PROBE_KEYS:
             assert saved["results"][key] == pytest.approx(single[key])
         # each process decoded only its half of the images (5 box images + 6 folder images)
         assert saved["cached"] == (3 + 3 if rank == 0 else 2 + 3)
+        # the classifiers ran once, in the main process: 1 image kNN + 2 readouts x (kNN + linear)
+        assert saved["classifier_calls"] == (5 if rank == 0 else 0)

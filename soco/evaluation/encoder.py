@@ -1,13 +1,17 @@
 """Frozen encoders of the probes, built from Detectron2 modules under the detector's parameter names.
 
 ======  =====================================================================================================
-kind    object feature of a box (M boxes -> (M, F)); the image feature is always mean-pooled res5 -> (N, C5)
+kind    own readout of a box (M boxes -> (M, F)); the image feature is always mean-pooled res5 -> (N, C5)
 ======  =====================================================================================================
 fpn     SoCo FPN / FPN*: ResNet-FPN ``backbone``; ``ROIPooler`` over p2..p5 with Detectron2's canonical level
         rule (box side 224 -> p4), ROIAlignV2; then the conv-fc ``roi_heads.box_head`` -> (M, FC_DIM)
 c4      SoCo C4 and the image-level methods: ResNet ``backbone`` to res4, RoIAlign 14 x 14 on res4, then
         ``roi_heads.res5`` and the mean over its output -> (M, C5), as Detectron2's C4 ``Res5ROIHeads``
 ======  =====================================================================================================
+
+Every encoder also has the **shared** readout, the same function of the backbone for every kind so that
+methods compare: RoIAlign 14 x 14 on the backbone's res4, the backbone's res5 stage, mean pool -> (M, C5).
+It is the ``c4`` kind's own readout; an ``fpn`` encoder computes it from the res4 of the same forward pass.
 
 Weights arrive under Detectron2 suffix names (``stem.*``, ``res2..5.*``, ``fpn_*``, ``box_head.*``, what
 ``soco.checkpoint`` converters write); :func:`architecture_from_weights` reads the architecture off them.
@@ -40,6 +44,7 @@ from soco.checkpoint import CheckpointLayoutError, validate_transfer_weights
 
 __all__ = [
     "PROBE_ENCODERS",
+    "READOUTS",
     "C4ProbeEncoder",
     "FPNProbeEncoder",
     "ProbeArchitecture",
@@ -52,6 +57,14 @@ logger = logging.getLogger(__name__)
 
 FPN_LEVELS = ("p2", "p3", "p4", "p5")
 C4_POOLER_RESOLUTION = 14  # Detectron2's C4 configs: RoIAlign 14 x 14 on res4, res5 halves it to 7 x 7
+#: The object-level readouts of :meth:`ProbeEncoder.box_readouts`, in words (the own one per encoder kind).
+READOUTS = {
+    "own": {
+        "fpn": "FPN level of the box (canonical rule) RoIAlign 7x7 + the pretrained box head",
+        "c4": "res4 RoIAlign 14x14 + res5 + mean pool (as the C4 detector)",
+    },
+    "shared": "res4 RoIAlign 14x14 + res5 + mean pool, the same for every method",
+}
 # Encoder parameter names -> checkpoint suffix names: the detector's module prefixes are dropped.
 _MODULE_PREFIX = re.compile(r"^(?:backbone\.bottom_up\.|backbone\.|roi_heads\.)")
 
@@ -182,7 +195,13 @@ class ProbeEncoder(nn.Module, ABC):
 
     @abstractmethod
     def box_features(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> Tensor:
-        """Features of the boxes of each image, image by image: ``boxes[i]`` (B_i, 4) XYXY -> (sum B_i, F)."""
+        """Own readout of the boxes of each image, image by image: ``boxes[i]`` (B_i, 4) XYXY -> (sum B_i,
+        F)."""
+
+    @abstractmethod
+    def box_readouts(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> dict[str, Tensor]:
+        """``{"own": (sum B_i, F), "shared": (sum B_i, C5)}`` from one backbone pass; an encoder whose own
+        readout is the shared one returns only ``"own"``."""
 
     @torch.no_grad()
     def load_weights(self, weights: Mapping[str, np.ndarray]) -> None:
@@ -235,14 +254,29 @@ class FPNProbeEncoder(ProbeEncoder):
             canonical_box_size=224,
             canonical_level=4,
         )
+        self.shared_pooler = _c4_pooler(self.backbone.bottom_up)
 
     def res5(self, images: Tensor) -> Tensor:
         return self.backbone.bottom_up(images)["res5"]
 
+    def _own(self, features: Mapping[str, Tensor], rois: list[Boxes]) -> Tensor:
+        return self.roi_heads["box_head"](self.pooler([features[f] for f in FPN_LEVELS], rois))
+
     def box_features(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> Tensor:
         features = self.backbone(self.normalize(images).tensor)
-        pooled = self.pooler([features[f] for f in FPN_LEVELS], [Boxes(b.to(self.device)) for b in boxes])
-        return self.roi_heads["box_head"](pooled)
+        return self._own(features, [Boxes(b.to(self.device)) for b in boxes])
+
+    def box_readouts(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> dict[str, Tensor]:
+        bottom_up: dict[str, Tensor] = {}  # the ResNet's res2..res5 of the FPN's own forward pass
+        resnet = self.backbone.bottom_up
+        handle = resnet.register_forward_hook(lambda module, inputs, out: bottom_up.update(out))
+        try:
+            features = self.backbone(self.normalize(images).tensor)
+        finally:
+            handle.remove()
+        rois = [Boxes(b.to(self.device)) for b in boxes]
+        shared = _c4_readout(self.shared_pooler, resnet.res5, bottom_up["res4"], rois)
+        return {"own": self._own(features, rois), "shared": shared}
 
 
 def _res5_stage(arch: ProbeArchitecture) -> nn.Sequential:
@@ -261,6 +295,21 @@ def _res5_stage(arch: ProbeArchitecture) -> nn.Sequential:
     return nn.Sequential(*ResNet.make_stage(block, arch.res5_blocks, stride_per_block=strides, **kwargs))
 
 
+def _c4_pooler(backbone: nn.Module) -> ROIPooler:
+    """RoIAlignV2 14 x 14 on the res4 map of ``backbone`` (a Detectron2 ResNet), as the C4 detector."""
+    return ROIPooler(
+        output_size=C4_POOLER_RESOLUTION,
+        scales=[1.0 / backbone.output_shape()["res4"].stride],
+        sampling_ratio=0,
+        pooler_type="ROIAlignV2",
+    )
+
+
+def _c4_readout(pooler: ROIPooler, res5: nn.Module, res4: Tensor, rois: list[Boxes]) -> Tensor:
+    """res4 map (N, C4, H/16, W/16) and boxes -> RoIAlign (M, C4, 14, 14) -> res5 (M, C5, 7, 7) -> (M, C5)."""
+    return res5(pooler([res4], rois)).mean(dim=(2, 3))
+
+
 class C4ProbeEncoder(ProbeEncoder):
     """ResNet to res4 + res5 on RoIs, as Detectron2's C4 detector (``Res5ROIHeads``) pools its boxes."""
 
@@ -268,20 +317,18 @@ class C4ProbeEncoder(ProbeEncoder):
         super().__init__(pixel_mean, pixel_std)
         self.backbone = build_resnet_backbone(arch.resnet_cfg(["res4"]), ShapeSpec(channels=3))
         self.roi_heads = nn.ModuleDict({"res5": _res5_stage(arch)})
-        self.pooler = ROIPooler(
-            output_size=C4_POOLER_RESOLUTION,
-            scales=[1.0 / self.backbone.output_shape()["res4"].stride],
-            sampling_ratio=0,
-            pooler_type="ROIAlignV2",
-        )
+        self.pooler = _c4_pooler(self.backbone)
 
     def res5(self, images: Tensor) -> Tensor:
         return self.roi_heads["res5"](self.backbone(images)["res4"])
 
     def box_features(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> Tensor:
         res4 = self.backbone(self.normalize(images).tensor)["res4"]
-        pooled = self.pooler([res4], [Boxes(b.to(self.device)) for b in boxes])
-        return self.roi_heads["res5"](pooled).mean(dim=(2, 3))
+        rois = [Boxes(b.to(self.device)) for b in boxes]
+        return _c4_readout(self.pooler, self.roi_heads["res5"], res4, rois)
+
+    def box_readouts(self, images: Sequence[Tensor], boxes: Sequence[Tensor]) -> dict[str, Tensor]:
+        return {"own": self.box_features(images, boxes)}  # the C4 readout is the shared one
 
 
 #: Encoder class of each :attr:`ProbeArchitecture.kind`.

@@ -4,11 +4,13 @@ Features are standardised with the training set's mean and standard deviation, t
 trained with Adam on the cross-entropy plus ``weight_decay / 2 * ||W||^2`` for ``steps`` mini-batch steps
 (full batch when the set is smaller than ``batch_size``). The weights start at zero and the mini-batch order
 comes from a ``torch.Generator`` seeded with ``seed``, so a probe is a deterministic function of its inputs.
+Non-finite features, or a probe whose logits overflow, give a NaN accuracy, never a number.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
@@ -82,15 +84,20 @@ def linear_probe_accuracy(
     """Top-1 accuracy in percent on (test_x, test_y) of a linear probe trained on (train_x, train_y).
 
     Runs on the CPU, one thread, in fp32 whatever the features' device: (N, D) and (Q, D) features, (N,) and
-    (Q,) labels.
+    (Q,) labels. NaN when a feature or a logit is not finite.
     """
     if test_x.shape[0] == 0:
         raise ValueError("the linear probe needs at least one test feature")
+    if not (train_x.isfinite().all() and test_x.isfinite().all()):
+        return math.nan
     train_x, test_x = _standardise(train_x.detach().float().cpu(), test_x.detach().float().cpu())
     train_y, test_y = train_y.cpu().long(), test_y.cpu().long()
     with torch.enable_grad(), _one_thread():
         weight, bias = fit_linear_probe(
             train_x, train_y, num_classes, steps, lr, weight_decay, batch_size, seed
         )
-    predicted = (test_x @ weight + bias).argmax(dim=1)
+    logits = test_x @ weight + bias
+    if not logits.isfinite().all():
+        return math.nan
+    predicted = logits.argmax(dim=1)
     return float((predicted == test_y).float().mean() * 100)

@@ -1,71 +1,88 @@
-"""The probes run offline on checkpoint files: one row per weights (and a random-init baseline row).
+"""The probes run offline on checkpoint files: one row per weights, and random-init baseline rows.
 
-Every row shares one :class:`ProbeData`, so the probe images are decoded once for all rows.
+Every row shares one :class:`ProbeData`, so the probe images are decoded once for all rows. A random-init
+row is the pretraining model of a config as pretraining builds it (seeded, the model's own initialisation,
+e.g. SoCo's zero-initialised residual gammas): the weights the online probes measure at iteration 0.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from detectron2.config import CfgNode
 from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
 
 from soco_proposals.fileio import atomic_write_text
 
-from .probes import ProbeData, ProbeEvaluator, ProbeSettings
+from .encoder import READOUTS
+from .probes import PROBE_KEYS, ProbeData, ProbeEvaluator, ProbeSettings
 from .weights import model_weights
 
 __all__ = ["PROBE_COLUMNS", "ProbeRow", "chance_levels", "config_weights", "markdown_table", "probe_rows",
-           "write_rows_json"]  # fmt: skip
+           "random_init_weights", "write_rows_json"]  # fmt: skip
 
-PROBE_COLUMNS = ("probe/image_knn", "probe/object_knn", "probe/object_linear", "probe/seconds")
-RANDOM_INIT = "random init"
+PROBE_COLUMNS = (*PROBE_KEYS, "probe/seconds")
+FAILED = "failed"  # a table cell of a NaN result: the probe failed (non-finite features)
 
 
 @dataclass
 class ProbeRow:
-    """The probe results of one set of weights (``source``: its file, or how the random init was built)."""
+    """The probe results of one set of weights (``source``: its file, or how the random init was built;
+    ``readout``: its own object-level readout, :data:`~soco.evaluation.encoder.READOUTS` kind)."""
 
     name: str
     source: str
+    readout: str
     results: dict[str, float]
 
 
 def config_weights(cfg: CfgNode) -> dict[str, np.ndarray]:
-    """Converted weights of a freshly built pretraining model of ``cfg`` (for its architecture)."""
+    """Converted weights of a freshly built pretraining model of ``cfg`` (RNG state as it is)."""
     return model_weights(build_model(cfg))
+
+
+def random_init_weights(cfg: CfgNode) -> tuple[dict[str, np.ndarray], int]:
+    """Converted weights of the pretraining model of ``cfg`` as rank 0 of ``tools/pretrain_net.py`` builds it
+    (every RNG seeded with ``SEED``, or 0 when it is negative, then ``build_model``) and that seed."""
+    seed = cfg.SEED if cfg.SEED >= 0 else 0
+    seed_all_rng(seed)
+    return config_weights(cfg), seed
+
+
+def random_init_name(config_file: str) -> str:
+    """Row name of the random init of a pretraining config: ``random init (SoCo_FPN)``."""
+    return f"random init ({os.path.splitext(os.path.basename(config_file))[0]})"
 
 
 def probe_rows(
     named_weights: Sequence[tuple[str, str, Mapping[str, np.ndarray]]],
     data: ProbeData,
     settings: ProbeSettings,
-    random_init: Mapping[str, np.ndarray] | None = None,
-    random_init_source: str = "",
     device: str = "cpu",
     stride_in_1x1: bool = False,
 ) -> list[ProbeRow]:
-    """Rows of ``(name, source, converted weights)``; first a random-init row with the architecture of
-    ``random_init`` (weights not loaded: Detectron2's initialisation) when it is given."""
+    """One row per ``(name, source, converted weights)``, each probed with an encoder of its architecture."""
     rows = []
-    if random_init is not None:
-        evaluator = ProbeEvaluator(data, settings, device, stride_in_1x1)
-        evaluator.build_encoder(random_init)
-        rows.append(ProbeRow(RANDOM_INIT, random_init_source, evaluator(None)))
     for name, source, weights in named_weights:
-        rows.append(ProbeRow(name, source, ProbeEvaluator(data, settings, device, stride_in_1x1)(weights)))
+        evaluator = ProbeEvaluator(data, settings, device, stride_in_1x1)
+        results = evaluator(weights)
+        rows.append(ProbeRow(name, source, evaluator.architecture.kind, results))
     return rows
 
 
 def chance_levels(data: ProbeData) -> dict[str, float]:
     """Accuracy in percent of always answering the most frequent training class, per probe."""
     chance = {}
+    object_keys = [key for key in PROBE_KEYS if key.startswith("probe/object_")]
     for keys, train, test in (
         (("probe/image_knn",), data.image_train, data.image_val),
-        (("probe/object_knn", "probe/object_linear"), data.box_train, data.box_test),
+        (object_keys, data.box_train, data.box_test),
     ):
         if train is None:
             continue
@@ -76,17 +93,26 @@ def chance_levels(data: ProbeData) -> dict[str, float]:
     return chance
 
 
+def _cell(value: float) -> str:
+    return FAILED if math.isnan(value) else f"{value:.1f}"
+
+
 def markdown_table(rows: Sequence[ProbeRow], chance: Mapping[str, float]) -> str:
-    """Rows = weights, columns = the probes that ran + seconds; a last row gives the chance level."""
+    """Rows = weights (with their own readout's kind), columns = the probes that ran + seconds; a last row
+    gives the chance level, a NaN result reads ``failed``; a legend below says what each column measures."""
     columns = [c for c in PROBE_COLUMNS if any(c in row.results for row in rows)]
-    header = ["weights", *(c.removeprefix("probe/") for c in columns)]
+    header = ["weights", "readout", *(c.removeprefix("probe/") for c in columns)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in rows:
-        cells = [f"{row.results[c]:.1f}" if c in row.results else "" for c in columns]
-        lines.append("| " + " | ".join([row.name, *cells]) + " |")
+        cells = [_cell(row.results[c]) if c in row.results else "" for c in columns]
+        lines.append("| " + " | ".join([row.name, row.readout, *cells]) + " |")
     chance_cells = [f"{chance[c]:.1f}" if c in chance else "" for c in columns]
-    lines.append("| " + " | ".join(["chance (majority class)", *chance_cells]) + " |")
-    return "\n".join(lines)
+    lines.append("| " + " | ".join(["chance (majority class)", "", *chance_cells]) + " |")
+    legend = [f"- {key.removeprefix('probe/')}: {PROBE_KEYS[key]}" for key in columns if key in PROBE_KEYS]
+    kinds = sorted({row.readout for row in rows})
+    legend += [f"- readout {kind}: own object readout = {READOUTS['own'][kind]}" for kind in kinds]
+    legend.append(f"- {FAILED}: the features were not finite (a diverged model); see the log")
+    return "\n".join([*lines, "", *legend])
 
 
 def write_rows_json(

@@ -1,8 +1,13 @@
-"""Probe curves of a pretraining run: read from its metrics.json, drawn with matplotlib (Agg)."""
+"""Probe curves of a pretraining run: read from its metrics.json, drawn with matplotlib (Agg).
+
+A failed probe (NaN: non-finite features) is never drawn as a value: it is a red cross on the x axis
+labelled "failed", and the curve breaks there.
+"""
 
 from __future__ import annotations
 
 import io
+import math
 
 from soco.utils.metrics_file import read_metrics
 from soco_proposals.fileio import atomic_write
@@ -11,7 +16,8 @@ __all__ = ["read_probe_curves", "plot_probe_curves"]
 
 #: Panels of the plot: title and the probe keys drawn in it.
 PANELS = (
-    ("object level (boxes)", ("probe/object_knn", "probe/object_linear")),
+    ("object level, own readout", ("probe/object_knn", "probe/object_linear")),
+    ("object level, shared readout", ("probe/object_knn_shared", "probe/object_linear_shared")),
     ("image level", ("probe/image_knn",)),
 )
 
@@ -44,9 +50,14 @@ def plot_probe_curves(curves: dict[str, list[tuple[int, float]]], output_png: st
     panels = [(name, keys) for name, keys in panels if keys]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for axis, (name, keys) in zip(axes[0], panels, strict=True):
+        failed_label = "failed"
         for key in keys:
             iterations, values = zip(*curves[key], strict=True)
             axis.plot(iterations, values, marker="o", label=key.removeprefix("probe/"))
+            failed = [it for it, value in curves[key] if math.isnan(value)]
+            if failed:
+                axis.plot(failed, [0.0] * len(failed), "x", color="red", markersize=10, label=failed_label)
+                failed_label = None
         axis.set_title(name)
         axis.set_xlabel("iteration (0 = initialisation)")
         axis.set_ylabel("accuracy (%)")
