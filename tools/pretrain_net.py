@@ -12,26 +12,22 @@ Probes:          add PRETRAIN.EVAL_PERIOD 500 PRETRAIN.PROBES.IMAGE_ROOT val_sub
 
 import argparse
 
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 
 from soco.data import add_register_coco_argument
+from soco.engine.distributed import add_launcher_arguments, launch_from_args
 from soco.engine.pretrain import run_pretraining
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
     """Detectron2's standard arguments plus ``--register-coco NAME JSON IMAGE_DIR`` (probe box sets)."""
     parser = default_argument_parser(epilog=__doc__)
+    add_launcher_arguments(parser)
     add_register_coco_argument(parser, use="PRETRAIN.PROBES.BOX_TRAIN/BOX_TEST")
     return parser
 
 
 if __name__ == "__main__":
-    args = build_argument_parser().parse_args()
-    launch(
-        run_pretraining,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    parser = build_argument_parser()
+    args = parser.parse_args()
+    launch_from_args(run_pretraining, args, parser)

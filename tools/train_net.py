@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import argparse
 
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import default_argument_parser
 
 from soco.data import add_register_coco_argument
 from soco.detection import run_transfer
+from soco.engine.distributed import add_launcher_arguments, launch_from_args
 
 
 def build_argument_parser() -> argparse.ArgumentParser:
     """Detectron2's standard arguments plus ``--register-coco NAME JSON IMAGE_DIR``."""
     parser = default_argument_parser(epilog=__doc__)
+    add_launcher_arguments(parser)
     add_register_coco_argument(parser)
     return parser
 
@@ -34,13 +36,7 @@ def main(args: argparse.Namespace):
 
 
 if __name__ == "__main__":
-    args = build_argument_parser().parse_args()
+    parser = build_argument_parser()
+    args = parser.parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    launch_from_args(main, args, parser)

@@ -30,7 +30,7 @@ from soco_proposals.cluster_jobs import default_json_paths, generate_array_shard
 from soco_proposals.generate import DEFAULT_CHUNK_SIZE
 from soco_proposals.raw_shards import incomplete_shard_ids
 
-from .distributed import init_process_group_from_env
+from .distributed import config_device, init_process_group_from_env
 from .pretrain import run_pretraining
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class DistributedJob(submitit.helpers.Checkpointable):
 
     def __call__(self) -> Any:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
-        init_process_group_from_env()
+        init_process_group_from_env(config_device(self.args.config_file, self.args.opts))
         return self.entry(self.args)
 
 

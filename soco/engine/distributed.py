@@ -1,14 +1,29 @@
-"""Multi-process training: DDP on CPU and GPU, and process groups set up from a job's environment."""
+"""Multi-process training: DDP on CPU and GPU, and the process group of every way a job is started.
+
+:func:`launch_from_args` is what the tools call instead of Detectron2's ``launch``. Under ``torchrun`` (or
+``torch.distributed.launch``, Kubernetes' PyTorchJob, TorchX: whatever sets ``RANK`` and ``WORLD_SIZE``)
+this process joins the job's process group (``env://``); otherwise it starts ``--num-gpus`` processes on
+this machine as ``launch`` does. Either way the backend follows ``MODEL.DEVICE`` (NCCL on CUDA, else gloo)
+and Detectron2's per-machine group (``comm.get_local_rank()``, ``comm.get_local_size()``) is set up.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
-from detectron2.engine import create_ddp_model
+import torch.multiprocessing as mp
+from detectron2.config import CfgNode, get_cfg
+from detectron2.engine import create_ddp_model, default_argument_parser
+from detectron2.engine.launch import DEFAULT_TIMEOUT, _find_free_port
 from detectron2.utils import comm
 from torch import nn
 
@@ -65,39 +80,235 @@ def wrap_ddp(model: nn.Module, find_unused_parameters: bool) -> nn.Module:
     )
 
 
-def init_process_group_from_env(timeout: timedelta = timedelta(minutes=30)) -> None:
-    """Join the process group described by torchrun-style variables (``MASTER_ADDR``, ``MASTER_PORT``,
-    ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``, ``LOCAL_WORLD_SIZE``), as Detectron2's ``launch`` workers do:
-    NCCL with CUDA (this process on GPU ``LOCAL_RANK``), else gloo, and Detectron2's per-machine group.
+#: Detectron2's launch options (``default_argument_parser``): a job started by torchrun gets them from its
+#: environment, so setting them as well is refused.
+LAUNCH_OPTIONS = {
+    "num_gpus": "--num-gpus",
+    "num_machines": "--num-machines",
+    "machine_rank": "--machine-rank",
+    "dist_url": "--dist-url",
+}
 
-    Nothing happens for a world of one process.
+
+@dataclass(frozen=True)
+class JobEnvironment:
+    """This process's place in a job whose launcher set torchrun's variables."""
+
+    rank: int  # RANK
+    world_size: int  # WORLD_SIZE
+    local_rank: int  # LOCAL_RANK: the process on its machine (its GPU)
+    local_world_size: int  # LOCAL_WORLD_SIZE: processes per machine
+    machine_rank: int  # GROUP_RANK
+
+    @property
+    def num_machines(self) -> int:
+        return self.world_size // self.local_world_size
+
+
+def job_environment(environ: Mapping[str, str] = os.environ) -> JobEnvironment | None:
+    """The torchrun-style variables of this process, or ``None`` when neither ``RANK`` nor ``WORLD_SIZE``
+    is set (the process was not started by such a launcher).
+
+    Without ``LOCAL_RANK`` and ``LOCAL_WORLD_SIZE`` (a PyTorchJob running one process per pod) each process
+    is alone on its machine; ``GROUP_RANK`` defaults to ``RANK // LOCAL_WORLD_SIZE``. Raises ``ValueError``
+    naming the variables when they are incomplete, not integers, or not machines of equally many processes
+    with consecutive ranks (which Detectron2's per-machine group assumes).
     """
-    missing = [key for key in ("MASTER_ADDR", "MASTER_PORT", "RANK", "WORLD_SIZE") if key not in os.environ]
+    if "RANK" not in environ and "WORLD_SIZE" not in environ:
+        return None
+    missing = [key for key in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if key not in environ]
     if missing:
-        raise RuntimeError(f"cannot join a process group: environment variables {missing} are not set")
-    world_size = int(os.environ["WORLD_SIZE"])
-    if world_size == 1:
-        return
-    local_rank = int(os.environ.get("LOCAL_RANK", 0))
-    local_world_size = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
-    has_gpu = torch.cuda.is_available()
-    if has_gpu:
-        torch.cuda.set_device(local_rank)
-    dist.init_process_group(
-        backend="nccl" if has_gpu else "gloo",
-        init_method="env://",
-        world_size=world_size,
-        rank=int(os.environ["RANK"]),
-        timeout=timeout,
+        raise ValueError(f"torchrun-style environment without {missing}: a launcher sets all of them")
+    if ("LOCAL_RANK" in environ) != ("LOCAL_WORLD_SIZE" in environ):
+        raise ValueError("torchrun-style environment with only one of LOCAL_RANK and LOCAL_WORLD_SIZE")
+    one_per_machine = "LOCAL_RANK" not in environ
+    names = ["RANK", "WORLD_SIZE"] + ([] if one_per_machine else ["LOCAL_RANK", "LOCAL_WORLD_SIZE"])
+    try:
+        values = {name: int(environ[name]) for name in names}
+        rank, world_size = values["RANK"], values["WORLD_SIZE"]
+        local_rank, local_world_size = values.get("LOCAL_RANK", 0), values.get("LOCAL_WORLD_SIZE", 1)
+        machine_rank = int(environ.get("GROUP_RANK", rank // max(local_world_size, 1)))
+    except ValueError as error:
+        shown = {name: environ.get(name) for name in [*names, "GROUP_RANK"] if name in environ}
+        raise ValueError(f"torchrun-style variables must be integers: {shown}") from error
+    shown = (
+        f"RANK={rank} WORLD_SIZE={world_size} LOCAL_RANK={local_rank} LOCAL_WORLD_SIZE={local_world_size} "
+        f"GROUP_RANK={machine_rank}"
     )
+    if not 0 <= rank < world_size or not 0 <= local_rank < local_world_size:
+        raise ValueError(f"torchrun-style variables out of range: {shown}")
+    if world_size % local_world_size or rank // local_world_size != machine_rank:
+        raise ValueError(
+            f"{shown}: every machine must run LOCAL_WORLD_SIZE processes with consecutive ranks "
+            "(Detectron2's per-machine process group); start the same --nproc-per-node on every node"
+        )
+    return JobEnvironment(rank, world_size, local_rank, local_world_size, machine_rank)
+
+
+def config_device(config_file: str, opts: Sequence[str]) -> str:
+    """``MODEL.DEVICE`` of a yacs config file (``_BASE_`` files included) and its ``KEY VALUE`` overrides,
+    read before any process starts; Detectron2's default when neither sets it."""
+    overrides = dict(zip(opts[0::2], opts[1::2], strict=False))
+    if "MODEL.DEVICE" in overrides:
+        return str(overrides["MODEL.DEVICE"])
+    if config_file:
+        model = CfgNode.load_yaml_with_base(config_file, allow_unsafe=True).get("MODEL") or {}
+        if model.get("DEVICE"):
+            return str(model["DEVICE"])
+    return get_cfg().MODEL.DEVICE
+
+
+def process_group_backend(device: str | torch.device) -> str:
+    """NCCL for a CUDA ``MODEL.DEVICE``, gloo otherwise (Detectron2's ``launch`` looks at whether the
+    machine has a GPU instead, which puts a CPU run on a GPU machine on NCCL)."""
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def _join_process_group(
+    backend: str, init_method: str, rank: int, world_size: int, local_rank: int, local_world_size: int,
+    timeout: timedelta,
+) -> None:  # fmt: skip
+    """What Detectron2's ``launch`` workers do: this process's GPU (NCCL), the global group, the
+    per-machine group, then a barrier (a slow first collective would otherwise hit the timeout)."""
+    if backend == "nccl":
+        if local_rank >= torch.cuda.device_count():
+            raise RuntimeError(
+                f"process {local_rank} of {local_world_size} on this machine has no GPU: "
+                f"{torch.cuda.device_count()} visible (MODEL.DEVICE is CUDA; use 'cpu' to train on the CPU)"
+            )
+        torch.cuda.set_device(local_rank)
+    try:
+        dist.init_process_group(backend, init_method=init_method, world_size=world_size, rank=rank,
+                                timeout=timeout)  # fmt: skip
+    except Exception:
+        logger.error("process %d of %d could not join the process group at %s", rank, world_size, init_method)
+        raise
     comm.create_local_process_group(local_world_size)
     comm.synchronize()
     logger.info(
-        "process %d of %d (local %d of %d) joined %s:%s",
-        dist.get_rank(),
-        world_size,
-        local_rank,
-        local_world_size,
-        os.environ["MASTER_ADDR"],
-        os.environ["MASTER_PORT"],
+        "process %d of %d (%d of %d on machine %d) joined %s (%s)",
+        rank, world_size, local_rank, local_world_size, rank // local_world_size, init_method, backend,
+    )  # fmt: skip
+
+
+def init_process_group_from_env(
+    device: str | torch.device, timeout: timedelta = DEFAULT_TIMEOUT
+) -> JobEnvironment:
+    """Join the process group that torchrun-style variables describe (``env://``), with the backend of
+    ``device`` (``MODEL.DEVICE``); nothing to join for a world of one process. Returns the environment."""
+    environment = job_environment()
+    if environment is None:
+        raise RuntimeError("cannot join a process group: neither RANK nor WORLD_SIZE is set")
+    if environment.world_size > 1:
+        _join_process_group(
+            process_group_backend(device), "env://", environment.rank, environment.world_size,
+            environment.local_rank, environment.local_world_size, timeout,
+        )  # fmt: skip
+    return environment
+
+
+def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--local-rank`` (or ``--local_rank``), which ``torch.distributed.launch`` passes to each process
+    unless given ``--use-env``; :func:`launch_from_args` checks it against ``LOCAL_RANK``."""
+    parser.add_argument(
+        "--local-rank", "--local_rank", dest="local_rank", type=int, default=None,
+        help="set by torch.distributed.launch (torchrun sets LOCAL_RANK instead); not for users",
+    )  # fmt: skip
+
+
+def explicit_launch_options(parser: argparse.ArgumentParser, argv: Sequence[str] | None = None) -> list[str]:
+    """The flags of :data:`LAUNCH_OPTIONS` that ``argv`` (default: the command line) gives, whatever the
+    value (``--num-gpus 1`` included; argparse's abbreviations too): ``argv`` parsed again with the
+    defaults of those options replaced by a marker."""
+    unset = object()
+    defaults = {dest: parser.get_default(dest) for dest in LAUNCH_OPTIONS}
+    parser.set_defaults(**dict.fromkeys(LAUNCH_OPTIONS, unset))
+    try:
+        given, _ = parser.parse_known_args(sys.argv[1:] if argv is None else list(argv))
+    finally:
+        parser.set_defaults(**defaults)
+    return [flag for dest, flag in LAUNCH_OPTIONS.items() if getattr(given, dest, unset) is not unset]
+
+
+def _spawned_worker(
+    local_rank: int, main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, backend: str,
+    dist_url: str, timeout: timedelta,
+) -> None:  # fmt: skip
+    world_size = args.num_machines * args.num_gpus
+    rank = args.machine_rank * args.num_gpus + local_rank
+    _join_process_group(backend, dist_url, rank, world_size, local_rank, args.num_gpus, timeout)
+    main_func(args)
+
+
+def launch_from_args(
+    main_func: Callable[[argparse.Namespace], Any],
+    args: argparse.Namespace,
+    parser: argparse.ArgumentParser | None = None,
+    argv: Sequence[str] | None = None,
+    device: str | None = None,
+    timeout: timedelta = DEFAULT_TIMEOUT,
+) -> Any:
+    """Run ``main_func(args)`` in every process of this job: the tools' replacement for Detectron2's
+    ``launch(main_func, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, (args,))``.
+
+    * torchrun-style environment (:func:`job_environment`): join its process group and run ``main_func``
+      here. ``args.num_gpus``, ``num_machines``, ``machine_rank`` and ``dist_url`` are set from the
+      environment (what ``default_setup`` logs); giving any of them on the command line as well is an
+      error (``parser`` and ``argv`` tell which were given; default: Detectron2's parser, ``sys.argv``).
+    * otherwise: ``launch``'s behaviour: ``args.num_gpus`` processes on this machine (``dist_url``
+      ``auto``: a free port on localhost, one machine only), or ``main_func`` in this process for one.
+
+    The backend is that of ``device`` (default: ``MODEL.DEVICE`` of ``args.config_file`` and
+    ``args.opts``). Returns ``main_func``'s result when it ran in this process, else ``None``.
+    """
+    device = device or config_device(args.config_file, args.opts)
+    backend = process_group_backend(device)
+    environment = job_environment()
+    local_rank = getattr(args, "local_rank", None)
+    if environment is None:
+        if local_rank is not None:
+            raise ValueError(
+                f"--local-rank {local_rank} without RANK/WORLD_SIZE in the environment: it is set by "
+                "torch.distributed.launch; to start processes yourself use --num-gpus"
+            )
+        return _launch_processes(main_func, args, backend, timeout)
+    given = explicit_launch_options(parser or default_argument_parser(), argv)
+    if given:
+        raise ValueError(
+            f"{' '.join(given)} given inside a torchrun-style job (RANK={environment.rank}, "
+            f"WORLD_SIZE={environment.world_size}): the launcher already decided the processes and the "
+            "rendezvous; drop those flags (use torchrun's --nproc-per-node, --nnodes, --node-rank, "
+            "--rdzv-endpoint) or start without torchrun"
+        )
+    if local_rank is not None and local_rank != environment.local_rank:
+        raise ValueError(f"--local-rank {local_rank} differs from LOCAL_RANK={environment.local_rank}")
+    if environment.world_size > 1:
+        _join_process_group(
+            backend, "env://", environment.rank, environment.world_size, environment.local_rank,
+            environment.local_world_size, timeout,
+        )  # fmt: skip
+    args.num_gpus, args.num_machines = environment.local_world_size, environment.num_machines
+    args.machine_rank, args.dist_url = environment.machine_rank, "env://"
+    return main_func(args)
+
+
+def _launch_processes(
+    main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, backend: str, timeout: timedelta
+) -> Any:
+    """Detectron2's ``launch`` with the backend of ``MODEL.DEVICE``."""
+    if args.num_gpus * args.num_machines == 1:
+        return main_func(args)
+    dist_url = args.dist_url
+    if dist_url == "auto":
+        if args.num_machines > 1:
+            raise ValueError(
+                "--dist-url auto finds a port on this machine only: give tcp://HOST:PORT of machine 0"
+            )
+        dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
+    mp.start_processes(
+        _spawned_worker,
+        nprocs=args.num_gpus,
+        args=(main_func, args, backend, dist_url, timeout),
+        daemon=False,
     )
+    return None
