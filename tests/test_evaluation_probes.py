@@ -17,7 +17,16 @@ from transfer_testing import soco_fpn_checkpoint
 from soco.checkpoint import convert_checkpoint
 from soco.config import add_soco_config
 from soco.data import register_coco_format_dataset
-from soco.evaluation import PROBE_KEYS, ProbeData, ProbeEvaluator, ProbeSettings, embed_split, format_results
+from soco.evaluation import (
+    PROBE_KEYS,
+    ProbeData,
+    ProbeEvaluator,
+    ProbeSettings,
+    check_probe_config,
+    embed_split,
+    format_results,
+    probes,
+)
 
 
 def _default_cfg():
@@ -77,14 +86,27 @@ def test_a_diverged_model_scores_nan_with_an_error_naming_each_probe(tmp_path, w
     assert format_results(results).startswith("image_knn FAILED, object_knn FAILED")
 
 
-def test_an_undecodable_probe_image_is_left_out_and_counted(tmp_path, weights, caplog):
+def test_an_undecodable_probe_image_is_left_out_and_counted(tmp_path, weights, caplog, monkeypatch):
     data = _data(tmp_path / "data")
     data.image_train.files[0] = str(tmp_path / "missing.png")
+    monkeypatch.setattr(probes, "PROGRESS_SECONDS", 0.0)  # a progress line after every decoded image
     with caplog.at_level(logging.INFO, logger="soco.evaluation.probes"):
         results = ProbeEvaluator(data, SETTINGS)(weights)
     assert 0 <= results["probe/image_knn"] <= 100
     assert data.image_train.failures[0].startswith("unreadable")
     assert "probe image folder" in caplog.text and "1 of 6 images cannot be decoded" in caplog.text
+    assert "/folder/train: decoded 6 / 6 images" in caplog.text
+
+
+def test_probe_config_errors_name_the_keys():
+    cfg = _default_cfg()
+    cfg.PRETRAIN.PROBES.BOX_TRAIN = cfg.PRETRAIN.PROBES.BOX_TEST = "boxes"
+    with pytest.raises(ValueError, match="BOX_TRAIN and PRETRAIN.PROBES.BOX_TEST are the same dataset 'b"):
+        check_probe_config(cfg)
+    cfg.PRETRAIN.PROBES.BOX_TEST = "other"
+    cfg.PRETRAIN.PROBES.KNN_NORMALIZATION = "l2"
+    with pytest.raises(ValueError, match="KNN_NORMALIZATION is 'l2'; expected one of .*'centered'"):
+        check_probe_config(cfg)
 
 
 def _counted(classify, calls: list):
@@ -97,8 +119,6 @@ def _counted(classify, calls: list):
 
 def _embed_in_each_process(root: str, names: tuple[str, str], weights: dict, output: str) -> None:
     from detectron2.utils import comm
-
-    from soco.evaluation import probes
 
     torch.set_num_threads(1)
     calls = []
