@@ -26,26 +26,14 @@ config="$1"
 shift
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-# Paths given relative to the caller's directory stay valid after moving to the repository root.
-absolute() { if [[ -z "$1" || "$1" == /* ]]; then echo "$1"; else echo "$PWD/$1"; fi; }
+# shellcheck source=tools/launch_common.sh
+source "$repo_root/tools/launch_common.sh"
 if [[ -f "$config" ]]; then
     config="$(absolute "$config")"
 elif [[ ! -f "$repo_root/$config" ]]; then
     echo "error: config file $config not found (relative to $PWD or to the repository root $repo_root)" >&2
     exit 2
 fi
-
-first_slurm_host() {
-    if [[ -n "${SLURM_JOB_NODELIST:-}" ]] && command -v scontrol >/dev/null 2>&1; then
-        scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1
-    fi
-}
-
-count_gpus() {
-    if command -v nvidia-smi >/dev/null 2>&1; then
-        nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true
-    fi
-}
 
 data_dir="${DATA_DIR:-}"
 proposals="${PROPOSALS:-}"
@@ -58,13 +46,6 @@ master_addr="${MASTER_ADDR:-}"
 master_port="${MASTER_PORT:-28652}"
 ims_per_gpu="${IMS_PER_GPU:-}"
 dry_run=0
-
-need_value() {
-    if [[ $# -lt 2 || -z "$2" ]]; then
-        echo "error: option $1 needs a value" >&2
-        exit 2
-    fi
-}
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -97,20 +78,9 @@ if (( $# % 2 )); then
     echo "error: config overrides must come in KEY VALUE pairs, got: $*" >&2
     exit 2
 fi
-if [[ -z "$gpus" ]]; then
-    gpus="$(count_gpus)"
-    gpus="${gpus:-0}"
-    (( gpus > 0 )) || gpus=1
-fi
-if [[ -z "$master_addr" ]]; then
-    master_addr="$(first_slurm_host)"
-    master_addr="${master_addr:-127.0.0.1}"
-fi
-
-python="${PYTHON:-}"
-if [[ -z "$python" ]]; then
-    if [[ -x .venv/bin/python ]]; then python=.venv/bin/python; else python=python; fi
-fi
+[[ -n "$gpus" ]] || gpus="$(default_gpus)"
+[[ -n "$master_addr" ]] || master_addr="$(default_master_addr)"
+python="$(default_python)"
 
 command=(
     "$python" tools/pretrain_net.py

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import signal
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -59,16 +60,30 @@ class StreamSampler(Sampler):
 
     The global stream visits the dataset in a fresh permutation every pass (seeded by
     ``(seed, pass)``); rank r of w takes positions r, r + w, r + 2w, ... starting at ``start_position``.
+    ``pass_length`` (default: the dataset size) cuts each pass to the first ``pass_length`` images of its
+    permutation, so that a pass is a whole number of batches (epochs that drop their last partial batch).
     """
 
-    def __init__(self, size: int, seed: int, start_position: int = 0, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        size: int,
+        seed: int,
+        start_position: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        pass_length: int | None = None,
+    ):
         if size <= 0:
             raise ValueError("cannot sample from an empty dataset")
+        pass_length = size if pass_length is None else pass_length
+        if not 0 < pass_length <= size:
+            raise ValueError(f"pass_length {pass_length} must be in 1..{size} (the dataset size)")
         self.size = size
         self.seed = seed
         self.start_position = start_position
         self.rank = rank
         self.world_size = world_size
+        self.pass_length = pass_length
 
     def _permutation(self, epoch: int) -> np.ndarray:
         return np.random.default_rng([self.seed, epoch]).permutation(self.size)
@@ -77,10 +92,10 @@ class StreamSampler(Sampler):
         position = self.start_position + self.rank
         epoch, order = -1, None
         while True:
-            if position // self.size != epoch:
-                epoch = position // self.size
+            if position // self.pass_length != epoch:
+                epoch = position // self.pass_length
                 order = self._permutation(epoch)
-            yield int(order[position % self.size]), position
+            yield int(order[position % self.pass_length]), position
             position += self.world_size
 
 
@@ -185,6 +200,22 @@ class PretrainLoader:
             yield batch
 
 
+#: The signals a training process may turn into a stop request (``soco.engine.preemption``).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn``: a DataLoader worker ignores the stop signals its training process handles.
+
+    SLURM signals every process of a job step, and a forked worker inherits the Python handlers (the
+    engine's stop request, or submitit's, which would checkpoint from the worker of process 0); the
+    training process alone decides when to stop, and its workers must keep serving it until then.
+    """
+    for signum in STOP_SIGNALS:
+        if callable(signal.getsignal(signum)):
+            signal.signal(signum, signal.SIG_IGN)
+
+
 def data_seed(cfg: CfgNode) -> int:
     """The seed of the data stream: ``cfg.SEED``, which must be fixed so that runs resume exactly."""
     if cfg.SEED < 0:
@@ -241,5 +272,6 @@ def build_pretrain_train_loader(cfg: CfgNode, start_iter: int = 0) -> PretrainLo
         pin_memory=torch.cuda.is_available() and cfg.MODEL.DEVICE.startswith("cuda"),
         persistent_workers=num_workers > 0,
         prefetch_factor=4 if num_workers > 0 else None,
+        worker_init_fn=ignore_stop_signals,
     )
     return PretrainLoader(data_loader)
