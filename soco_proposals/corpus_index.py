@@ -46,6 +46,11 @@ class StaleCorpusIndexError(ValueError):
     """The corpus index does not describe the corpus (any more)."""
 
 
+class IncompleteCorpusIndexError(StaleCorpusIndexError):
+    """The corpus index is empty, its header incomplete or its image lines fewer or more than its count: cut
+    short, edited, or not yet fully visible to this machine (a network file system's caches)."""
+
+
 def rebuild_hint(root: str | os.PathLike, index: str | os.PathLike) -> str:
     return (
         f"rebuild it with `python tools/build_corpus_index.py --image-root {root} --output {index} "
@@ -94,6 +99,8 @@ def write_corpus_index(
 
 def _read_header(data: bytes, path: Path) -> tuple[dict[str, str], list[SourceStamp], int]:
     """Header fields, stamps, and the byte offset where the image lines start."""
+    if not data:
+        raise IncompleteCorpusIndexError(f"corpus index {path} is empty")
     first_line = data[: data.find(b"\n")].decode("utf-8", errors="replace")
     if first_line != f"# {INDEX_FORMAT} {INDEX_VERSION}":
         raise ValueError(
@@ -115,7 +122,7 @@ def _read_header(data: bytes, path: Path) -> tuple[dict[str, str], list[SourceSt
             fields[name] = value
     missing = {"root", "layout", "count"} - set(fields)
     if missing:
-        raise ValueError(f"{path}: incomplete corpus index header (missing {sorted(missing)})")
+        raise IncompleteCorpusIndexError(f"{path}: incomplete corpus index header (no {sorted(missing)})")
     return fields, stamps, position
 
 
@@ -185,9 +192,13 @@ def read_corpus_index(path: str | os.PathLike, root: str | os.PathLike) -> Image
     """
     fields, body, data = check_index_header(path, root)
     buffer = np.frombuffer(data, dtype=np.uint8)[body:]
+    if len(buffer) and buffer[-1] != ord("\n"):  # the writer ends every line, the last one too
+        raise IncompleteCorpusIndexError(
+            f"corpus index {path} ends inside an image line: it is cut short; {rebuild_hint(root, path)}"
+        )
     names = PackedStrings.from_lines(buffer)
     if len(names) != int(fields["count"]):
-        raise StaleCorpusIndexError(
+        raise IncompleteCorpusIndexError(
             f"corpus index {path} holds {len(names)} images, its header says {fields['count']}: "
             f"the file is cut short or was edited; {rebuild_hint(root, path)}"
         )

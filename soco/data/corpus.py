@@ -2,7 +2,8 @@
 
 * :func:`corpus_images`: the image list of ``PRETRAIN.DATA.IMAGE_ROOT``. With ``PRETRAIN.DATA.CORPUS_INDEX``
   set, rank 0 lists the corpus and writes the index when it is missing, every rank then reads it (a stale
-  index is an error); without it, every process lists the corpus.
+  index is an error; on other machines, after waiting for a network file system to show it whole);
+  without it, every process lists the corpus.
 * :func:`pretrain_images`: those images minus the ones proposal generation failed on (the list next to the
   proposals, ``PRETRAIN.DATA.EXCLUDE_FAILED``) and those of ``PRETRAIN.DATA.EXCLUDE_LIST``.
 * :func:`check_proposal_coverage`: every image should have proposals; vectorised over the whole list.
@@ -10,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -19,7 +21,7 @@ import numpy as np
 from detectron2.config import CfgNode
 from detectron2.utils import comm
 
-from soco_proposals.corpus_index import read_corpus_index, write_corpus_index
+from soco_proposals.corpus_index import IncompleteCorpusIndexError, read_corpus_index, write_corpus_index
 from soco_proposals.image_list import ImageList, image_key, list_images
 from soco_proposals.store import ProposalSource, failed_images_file
 
@@ -27,6 +29,9 @@ logger = logging.getLogger(__name__)
 
 #: listing more images than this without an index gets a hint in the log
 _LARGE_CORPUS = 100_000
+#: how long a rank waits for the index rank 0 wrote to appear whole on its machine: NFS may show a new file
+#: late (it caches a folder's attributes for up to ``acdirmax``, 60 s by default)
+INDEX_VISIBLE_TIMEOUT_S = 120.0
 
 
 def _write_index_on_main_process(root: str, index: str) -> None:
@@ -48,13 +53,52 @@ def _write_index_on_main_process(root: str, index: str) -> None:
     comm.synchronize()
     if error is not None:
         raise error
-    if not os.path.exists(index):
-        raise FileNotFoundError(
-            f"corpus index {index} is missing on this machine (rank {comm.get_rank()}): rank 0 could not "
-            "write it (see its log) or wrote it on a disk this machine does not see; put "
-            "PRETRAIN.DATA.CORPUS_INDEX on a file system every node shares, or build it beforehand with "
-            "tools/build_corpus_index.py"
+
+
+def _refresh_attributes(index: str) -> None:
+    """List the index's folder and stat the file: an NFS client then asks the server again instead of
+    answering from its attribute cache."""
+    with contextlib.suppress(FileNotFoundError):
+        os.listdir(os.path.dirname(os.path.abspath(index)))
+    with contextlib.suppress(FileNotFoundError):
+        os.stat(index)
+
+
+def read_index_when_visible(index: str, root: str, timeout_s: float = INDEX_VISIBLE_TIMEOUT_S) -> ImageList:
+    """The image list of the corpus index ``index`` of ``root`` (after the checks of ``read_corpus_index``),
+    waiting up to ``timeout_s`` seconds for the file to appear whole on this machine.
+
+    Another machine's new file may at first be absent here, or read empty or cut short (network file
+    system caches). Until it reads whole, each try refreshes the file's attributes, then opens and reads
+    it again (header, image count), after pauses growing from 0.05 s to 2 s. A stale index (its stamps)
+    fails at once; still missing or incomplete at the deadline, the last problem is raised.
+    """
+    start = time.monotonic()
+    pause, tries = 0.05, 1
+    while True:
+        try:
+            images = read_corpus_index(index, root)
+            break
+        except (FileNotFoundError, IncompleteCorpusIndexError) as problem:
+            waited = time.monotonic() - start
+            if waited >= timeout_s:
+                where = f"on this machine (rank {comm.get_rank()}) after {tries} tries in {waited:.0f} s"
+                if isinstance(problem, IncompleteCorpusIndexError):
+                    raise IncompleteCorpusIndexError(f"{problem} (still, {where})") from problem
+                raise FileNotFoundError(
+                    f"corpus index {index} is missing {where}: rank 0 could not write it (see its log) or "
+                    "wrote it on a disk this machine does not see; put PRETRAIN.DATA.CORPUS_INDEX on a "
+                    "file system every node shares, or build it beforehand with tools/build_corpus_index.py"
+                ) from problem
+        time.sleep(min(pause, max(timeout_s - waited, 0.0)))
+        pause = min(2 * pause, 2.0)
+        tries += 1
+        _refresh_attributes(index)
+    if tries > 1:
+        logger.info(
+            "corpus index %s read whole after %d tries (%.1f s)", index, tries, time.monotonic() - start
         )
+    return images
 
 
 def corpus_images(cfg: CfgNode) -> ImageList:
@@ -67,7 +111,7 @@ def corpus_images(cfg: CfgNode) -> ImageList:
         )
     if data.CORPUS_INDEX:
         _write_index_on_main_process(data.IMAGE_ROOT, data.CORPUS_INDEX)
-        return read_corpus_index(data.CORPUS_INDEX, data.IMAGE_ROOT)
+        return read_index_when_visible(data.CORPUS_INDEX, data.IMAGE_ROOT)
     start = time.perf_counter()
     images = list_images(data.IMAGE_ROOT)
     seconds = time.perf_counter() - start
