@@ -25,6 +25,7 @@ RUN pip install -r requirements.txt \
 
 COPY . .
 RUN pip install --no-deps --no-build-isolation -e . \
+    && pip install --no-deps --target /opt/venv/mmdet-site -r requirements-mmdet.txt \
     && python -m soco.collect_env
 
 CMD ["python", "-m", "soco.collect_env"]

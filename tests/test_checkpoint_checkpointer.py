@@ -86,6 +86,7 @@ def test_safe_checkpointer_refuses_crafted_files(crafted, suffix):
         ("converters", "convert_to_torchvision", "out.pth"),
         ("converters", "extract_backbone_weights", "out.safetensors"),
         ("converters", "publish_model", "out"),
+        ("converters", "convert_to_mmdetection", "out.pth"),
     ],
 )
 def test_converters_refuse_crafted_files(crafted, tmp_path, capsys, folder, script, output):

@@ -2,9 +2,9 @@
 # Create (or bring up to date) the project's virtual environment in .venv.
 #
 # Idempotent: a complete environment is marked by a stamp file that holds a hash of the
-# inputs (this script, requirements.txt, setup.py). When the stamp matches, the script
-# exits in about a second. The stamp is removed first and written last, so an interrupted
-# or failed run is never mistaken for a complete one; the next run simply resumes.
+# inputs (this script, requirements.txt, requirements-mmdet.txt, setup.py). When the stamp
+# matches, the script exits in about a second. The stamp is removed first and written last, so an
+# interrupted or failed run is never mistaken for a complete one; the next run simply resumes.
 #
 # Environment variables:
 #   SOCO_VENV              where to create the venv (default: <repo>/.venv)
@@ -22,7 +22,8 @@ D2_GIT_URL="git+https://github.com/facebookresearch/detectron2.git"
 D2_FALLBACK="sal-detectron2==0.7.2"
 
 inputs_hash() {
-    cat "$REPO/tools/setup_env.sh" "$REPO/requirements.txt" "$REPO/setup.py" | sha256sum | cut -c1-16
+    cat "$REPO/tools/setup_env.sh" "$REPO/requirements.txt" "$REPO/requirements-mmdet.txt" "$REPO/setup.py" \
+        | sha256sum | cut -c1-16
 }
 
 WANT="$(inputs_hash)"
@@ -119,6 +120,13 @@ else
     echo "[setup] WARNING: no apt-get/dpkg-deb here, so the demo's object cut-outs (Debian tuxpaint-stamps-default)" \
         "are not fetched; 'make demo' and the real-data demo tests will stop and say what to install."
 fi
+
+# MMDetection 3.x for the export test only (tests/test_checkpoint_mmdet.py), in a folder of its own that only
+# that test's subprocess puts on sys.path: pure wheels, no dependency resolution (mmcv-lite would pull
+# opencv-python over the contrib build). About 60 MB, half a minute.
+run_step "install MMDetection for the export test into $VENV/mmdet-site (requirements-mmdet.txt)" \
+    "check access to the package index; the failing requirement is in $LOG" \
+    "${PIP[@]}" install --no-deps --upgrade --target "$VENV/mmdet-site" -r "$REPO/requirements-mmdet.txt"
 
 run_step "verify imports (torch, torchvision, detectron2, cv2.ximgproc, soco)" \
     "an import failed after installation; see $LOG" \

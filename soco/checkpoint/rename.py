@@ -16,7 +16,7 @@ torchvision / OpenMMLab             Detectron2 (``ResNet`` module names)
 
 with ``<p>`` one of the BatchNorm tensors. The FPN neck and the 4conv1fc box head of the original
 SoCo release (mmdet ``ConvModule`` names) map onto Detectron2's ``fpn_lateral{l}`` /
-``fpn_output{l}`` and ``box_head.conv{k}`` / ``box_head.fc{k}``.
+``fpn_output{l}`` and ``box_head.conv{k}`` / ``box_head.fc{k}``, and back for the MMDetection export.
 """
 
 from __future__ import annotations
@@ -133,11 +133,16 @@ def detectron2_resnet_name(name: str) -> str:
 _MMDET_FPN = re.compile(
     rf"^(?P<kind>lateral_convs|fpn_convs)\.(?P<i>[0-3])\.(?:conv\.(?P<conv>weight)|bn\.(?P<bn>{_BN}))$"
 )
-_D2_FPN = re.compile(rf"^fpn_(?:lateral|output)[2-5]\.(?:weight|bias|norm\.(?:{_BN}))$")
+_D2_FPN = re.compile(
+    rf"^fpn_(?P<kind>lateral|output)(?P<l>[2-5])\.(?:(?P<conv>weight|bias)|norm\.(?P<bn>{_BN}))$"
+)
 _SOCO_HEAD = re.compile(
     rf"^(?:conv(?P<k>\d+)\.(?P<conv>weight)|bn(?P<kn>\d+)\.(?P<bn>{_BN})|(?P<fc>fc\d+\.(?:weight|bias)))$"
 )
-_D2_BOX_HEAD = re.compile(rf"^box_head\.(?:conv\d+\.(?:weight|bias|norm\.(?:{_BN}))|fc\d+\.(?:weight|bias))$")
+_D2_BOX_HEAD = re.compile(
+    rf"^box_head\.(?:conv(?P<k>\d+)\.(?:(?P<conv>weight|bias)|norm\.(?P<bn>{_BN}))"
+    rf"|fc(?P<f>\d+)\.(?P<fc>weight|bias))$"
+)
 
 
 def mmdet_fpn_to_detectron2(name: str) -> str:
@@ -178,3 +183,26 @@ def detectron2_box_head_name(name: str) -> str:
     if not _D2_BOX_HEAD.match(name):
         raise UnknownTensorName(name, "Detectron2 box head (box_head.conv{k} / box_head.fc{k})")
     return name
+
+
+def detectron2_fpn_to_mmdet(name: str) -> str:
+    """Detectron2 FPN (P2..P5) to an mmdet 3.x ``FPN`` neck with ``start_level=0`` (``ConvModule`` names):
+    ``fpn_lateral2.norm.weight`` -> ``lateral_convs.0.bn.weight``; ``fpn_output5.weight`` ->
+    ``fpn_convs.3.conv.weight``. The inverse of :func:`mmdet_fpn_to_detectron2`, plus conv biases."""
+    m = _D2_FPN.match(name)
+    if m is None:
+        raise UnknownTensorName(name, "Detectron2 FPN (fpn_lateral2..5 / fpn_output2..5)")
+    kind = "lateral_convs" if m["kind"] == "lateral" else "fpn_convs"
+    return f"{kind}.{int(m['l']) - 2}." + (f"bn.{m['bn']}" if m["bn"] else f"conv.{m['conv']}")
+
+
+def detectron2_box_head_to_mmdet(name: str) -> str:
+    """Detectron2 ``FastRCNNConvFCHead`` to mmdet 3.x ``ConvFCBBoxHead`` (``Shared4Conv1FCBBoxHead``):
+    ``box_head.conv1.norm.bias`` -> ``shared_convs.0.bn.bias``; ``box_head.fc1.weight`` ->
+    ``shared_fcs.0.weight``."""
+    m = _D2_BOX_HEAD.match(name)
+    if m is None:
+        raise UnknownTensorName(name, "Detectron2 box head (box_head.conv{k} / box_head.fc{k})")
+    if m["fc"]:
+        return f"shared_fcs.{int(m['f']) - 1}.{m['fc']}"
+    return f"shared_convs.{int(m['k']) - 1}." + (f"bn.{m['bn']}" if m["bn"] else f"conv.{m['conv']}")
