@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -105,9 +106,10 @@ def run_pretraining(
     resume: bool = False,
     stop_after_iter: int | None = None,
     float64: bool = False,
+    hooks: Sequence[HookBase] = (),
 ) -> tuple[PretrainTrainer, dict[str, dict[int, float]]]:
     """Run ``tools/pretrain_net.py``'s main in-process; optionally kill it after ``stop_after_iter`` steps
-    (``float64``: with :class:`Float64Trainer`).
+    (``float64``: with :class:`Float64Trainer`; ``hooks``: registered before the recorder).
 
     Returns the trainer and the raw per-iteration ``total_loss``, ``tau`` and ``lr`` values of this run.
     """
@@ -116,7 +118,7 @@ def run_pretraining(
     seed_all_rng(cfg.SEED)  # as default_setup does in tools/pretrain_net.py
     trainer = (Float64Trainer if float64 else PretrainTrainer)(cfg)
     recorder = _RecordScalars()
-    extra = [recorder] + ([_StopAfter(stop_after_iter)] if stop_after_iter is not None else [])
+    extra = [*hooks, recorder] + ([_StopAfter(stop_after_iter)] if stop_after_iter is not None else [])
     trainer.register_hooks(extra)
     trainer.resume_or_load(resume=resume)
     with contextlib.suppress(_Interrupted):

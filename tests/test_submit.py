@@ -13,11 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+import submitit
 import torch
 from pretrain_testing import write_tiny_corpus, write_tiny_images
 from transfer_testing import TINY_FINETUNE, write_tiny_coco_dataset
 
 from soco.engine.cluster import absolute_output_dir, parse_sbatch_flags, parse_time, resources_from_args
+from soco.utils.metrics_file import read_metrics
 from soco_proposals.cluster_jobs import run_filter_steps
 from soco_proposals.generate import generate_shard
 from soco_proposals.raw_shards import SUMMARY_FILE, incomplete_shard_ids, list_chunks, shard_dir_name
@@ -82,25 +84,54 @@ def _wait_for(condition, timeout: float = 240.0, what: str = "") -> None:
         time.sleep(0.2)
 
 
+def _global_rank(pid: int) -> int:
+    """submitit's rank of a local task process (from its environment)."""
+    items = (Path("/proc") / str(pid) / "environ").read_text().split("\0")
+    variables = dict(item.split("=", 1) for item in items if "=" in item)
+    return int(variables["SUBMITIT_LOCAL_GLOBALID"])
+
+
+def _logged_iterations(output_dir: Path) -> list[int]:
+    """The iterations of metrics.json's training rows (one per iteration with SOLVER.LOG_PERIOD 1)."""
+    metrics = output_dir / "metrics.json"
+    return [r["iteration"] for r in read_metrics(metrics) if "total_loss" in r] if metrics.is_file() else []
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the task process through /proc")
-def test_a_preempted_pretraining_job_is_requeued_and_resumes_from_last_checkpoint(tmp_path):
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds the task processes through /proc")
+def test_a_preempted_two_task_job_stops_together_requeues_and_ends_bit_for_bit(tmp_path):
+    """MoCo v2 on 2 tasks with per-task BN (shuffle-BN) and a DataLoader worker each. Only task 1 gets the
+    warning signal: both stop after the same iteration, task 0 saves it and requeues, and the requeued job
+    ends with the weights of an uninterrupted job, bit for bit, every iteration logged once."""
     images = write_tiny_images(tmp_path / "images", count=8)
-    out = tmp_path / "run"
-    (job,) = _submit(
-        "pretrain", "--cluster", "local", "--gpus-per-node", "0", "--time", "10",
+    common = [
+        "pretrain", "--cluster", "local", "--gpus-per-node", "0", "--tasks-per-node", "2", "--time", "10",
         "--config-file", TINY / "MoCoV2.yaml", "PRETRAIN.DATA.IMAGE_ROOT", images, "MOCO.VIEWS.SIZE", "32",
-        "SOLVER.MAX_ITER", "30", "SOLVER.CHECKPOINT_PERIOD", "5", "MODEL.DEVICE", "cpu", "OUTPUT_DIR", out,
-    )  # fmt: skip
-    _wait_for(lambda: (out / "last_checkpoint").is_file(), what="the first periodic checkpoint")
-    (task,) = _task_processes(job._process.pid)
-    os.kill(task, signal.SIGUSR2)  # what SLURM sends before the time limit and submitit on pre-emption
-    result = job.result()
-    assert result["iter"] == 30 and result["start_iter"] >= 5 and result["start_iter"] % 5 == 0
+        "SOLVER.MAX_ITER", "30", "DATALOADER.NUM_WORKERS", "1", "MODEL.DEVICE", "cpu",
+    ]  # fmt: skip
+    (straight,) = _submit(*common, "OUTPUT_DIR", tmp_path / "straight")
+    assert [r["start_iter"] for r in straight.results()] == [0, 0]
+
+    out = tmp_path / "preempted"
+    (job,) = _submit(*common, "OUTPUT_DIR", out)
+    _wait_for(lambda: len(_logged_iterations(out)) >= 3, what="three logged iterations")
+    (task1,) = [pid for pid in _task_processes(job._process.pid) if _global_rank(pid) == 1]
+    os.kill(task1, signal.SIGUSR2)  # SLURM would signal every task; one suffices to stop all
+    results = job.results()
+    resumed_at = results[0]["start_iter"]
+    assert results == [{"output_dir": str(out), "start_iter": resumed_at, "iter": 30}] * 2
+    assert 3 < resumed_at < 30, "the job was not pre-empted mid-run"
+    stop_line = f"every process stops after iteration {resumed_at - 1}"
+    assert stop_line in (out / "log.txt").read_text() and stop_line in (out / "log.txt.rank1").read_text()
     log = job.stdout() + job.stderr()
-    assert "Requeued job" in log and "Calling checkpoint method" in log
-    final = torch.load(out / "model_final.pth", map_location="cpu")
-    assert final["iteration"] == 29
+    assert log.count("Requeued job") == 1 and "Calling checkpoint method" in log
+    assert (out / f"model_{resumed_at - 1:07d}.pth").is_file()
+    assert _logged_iterations(out) == list(range(30))  # none repeated, none skipped
+    expected = torch.load(tmp_path / "straight" / "model_final.pth", map_location="cpu")["model"]
+    final = torch.load(out / "model_final.pth", map_location="cpu")["model"]
+    assert final.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(final[key], value), f"{key} differs from the uninterrupted job"
 
 
 def test_proposal_array_equals_one_process_and_reruns_only_unfinished_shards(tmp_path):
@@ -206,3 +237,29 @@ def test_transfer_benchmark_job_runs_the_benchmark(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match="--weights soco=nope.pkl: the file does not exist"):
         _submit("benchmark", "--cluster", "debug", "--config-file", config, "--weights", "soco=nope.pkl",
                 "--seeds", "1", tmp_path / "b2")  # fmt: skip
+
+
+def test_eval_only_job_evaluates_the_given_weights_not_the_last_checkpoint(tmp_path, monkeypatch):
+    """The job's task (captured at submission, run here) must not resume: OUTPUT_DIR's last_checkpoint
+    names a file that is not there, so reading it instead of MODEL.WEIGHTS would fail."""
+    json_file, images = map(str, write_tiny_coco_dataset(tmp_path / "shapes", num_images=2))
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "last_checkpoint").write_text("model_of_an_earlier_training.pth")
+    submitted = []
+
+    def capture(executor, task):
+        submitted.append(task)
+        return argparse.Namespace(job_id="0")
+
+    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
+    _submit(
+        "finetune", "--cluster", "local", "--gpus-per-node", "0", "--eval-only",
+        "--register-coco", "eval_only_val", json_file, images,
+        "--config-file", REPO / "detectron2_configs" / "coco" / "mask_rcnn_R_50_FPN_1x_scratch.yaml",
+        *TINY_FINETUNE, "DATASETS.TEST", "('eval_only_val',)", "MODEL.WEIGHTS", "", "OUTPUT_DIR", out,
+    )  # fmt: skip
+    (task,) = submitted
+    assert task.args.eval_only and not task.args.resume
+    results = task.entry(task.args)  # the task's own process would run exactly this
+    assert set(results) == {"bbox", "segm"}  # the evaluation of the one test set

@@ -6,8 +6,11 @@ into a sub-command. A new kind only registers a class with ``NAME``, ``HELP``, `
 
 Training jobs run one task per GPU; each task joins
 the process group from SLURM's variables (submitit's ``TorchDistributedEnvironment``), always resumes from
-``OUTPUT_DIR/last_checkpoint`` when there is one, and is requeued by submitit on pre-emption or at the time
-limit (it then resumes from the last periodic checkpoint: ``SOLVER.CHECKPOINT_PERIOD`` bounds the loss).
+``OUTPUT_DIR/last_checkpoint`` when there is one, and is requeued on pre-emption or at the time limit.
+A pretraining job loses nothing: on submitit's warning signal every task stops after the same iteration,
+task 0 saves it and requeues (:mod:`.preemption`), and the requeued job continues at the next iteration.
+A fine-tuning job is requeued by submitit's own handler and resumes from its last periodic checkpoint
+(``SOLVER.CHECKPOINT_PERIOD`` bounds the loss).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ from soco_proposals.generate import DEFAULT_CHUNK_SIZE
 from soco_proposals.raw_shards import incomplete_shard_ids
 
 from .distributed import config_device, init_process_group_from_env
+from .linear import run_linear
+from .preemption import requeue_submitit_job, submitit_stop_requests
 from .pretrain import run_pretraining
 
 logger = logging.getLogger(__name__)
@@ -148,9 +153,9 @@ def resources_from_args(args: argparse.Namespace, default_folder: Path, name: st
 class DistributedJob(submitit.helpers.Checkpointable):
     """One task of a training job: join the process group of the job's tasks, then run ``entry(args)``.
 
-    ``args`` always asks to resume, so the first run starts from scratch (or ``MODEL.WEIGHTS``) and every
-    requeued run (submitit calls :meth:`checkpoint`, inherited: the same job again) continues from
-    ``last_checkpoint``.
+    Training ``args`` always ask to resume, so the first run starts from scratch (or ``MODEL.WEIGHTS``) and
+    every requeued run (submitit calls :meth:`checkpoint`, inherited: the same job again) continues from
+    ``last_checkpoint``; an ``--eval-only`` job evaluates ``MODEL.WEIGHTS``.
     """
 
     def __init__(self, entry: Callable[[argparse.Namespace], Any], args: argparse.Namespace):
@@ -164,8 +169,15 @@ class DistributedJob(submitit.helpers.Checkpointable):
 
 
 def pretrain_entry(args: argparse.Namespace) -> dict[str, Any]:
-    """Pretrain (``tools/pretrain_net.py``'s main); returns where it started and stopped."""
-    trainer = run_pretraining(args)
+    """Pretrain (``tools/pretrain_net.py``'s main); returns where it started and stopped.
+
+    Pre-emption: submitit's warning signal only asks for a stop; every task stops after the same
+    iteration, task 0 saves it, then requeues the job once and the others exit (:mod:`.preemption`).
+    """
+    with submitit_stop_requests():
+        trainer = run_pretraining(args)
+    if trainer.preempted_at is not None:
+        requeue_submitit_job(trainer.preempted_at)
     return {"output_dir": trainer.cfg.OUTPUT_DIR, "start_iter": trainer.start_iter, "iter": trainer.iter}
 
 
@@ -177,6 +189,14 @@ def finetune_entry(args: argparse.Namespace) -> dict[str, Any]:
         return results
     output_dir = absolute_output_dir(args.opts)[1]
     return {"output_dir": str(output_dir), "model_final": (output_dir / "model_final.pth").is_file()}
+
+
+def linear_entry(args: argparse.Namespace) -> dict[str, Any]:
+    """Linear classification (``tools/train_linear.py``'s main); returns the output folder and the final
+    top-1 / top-5 (None when the run stopped before its last iteration). A requeued job resumes from the
+    last checkpoint (``LINEAR.CHECKPOINT_PERIOD_EPOCHS`` bounds the loss)."""
+    trainer = run_linear(args)
+    return {"output_dir": trainer.cfg.OUTPUT_DIR, "results": getattr(trainer, "last_results", None)}
 
 
 def absolute_output_dir(opts: list[str]) -> tuple[list[str], Path]:
@@ -264,7 +284,29 @@ class FinetuneJob(_TrainingJob):
 
     @staticmethod
     def job_args(args: argparse.Namespace) -> dict[str, Any]:
-        return {"eval_only": args.eval_only, "register_coco": args.register_coco}
+        # --eval-only evaluates MODEL.WEIGHTS as given, never OUTPUT_DIR's last_checkpoint
+        resume = not args.eval_only
+        return {"eval_only": args.eval_only, "resume": resume, "register_coco": args.register_coco}
+
+
+@CLUSTER_JOB_REGISTRY.register()
+class LinearJob(_TrainingJob):
+    """ImageNet linear classification of a frozen pretrained backbone (``tools/train_linear.py`` in every
+    task): ``--config-file soco/configs/linear/Base-Linear.yaml MODEL.WEIGHTS ... LINEAR.DATA.TRAIN ...
+    LINEAR.DATA.VAL ... OUTPUT_DIR ...``."""
+
+    NAME = "linear"
+    HELP = "linear classification of frozen pretrained weights on N nodes x G GPUs, requeued"
+    ENTRY = linear_entry
+
+    @staticmethod
+    def add_job_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--ims-per-gpu", type=int, default=None, help="sets SOLVER.IMS_PER_GPU")
+
+    @staticmethod
+    def job_args(args: argparse.Namespace) -> dict[str, Any]:
+        per_gpu = ["SOLVER.IMS_PER_GPU", str(args.ims_per_gpu)] if args.ims_per_gpu else []
+        return {"opts": [*args.opts, *per_gpu]}
 
 
 @CLUSTER_JOB_REGISTRY.register()
