@@ -1,22 +1,28 @@
 """Multi-seed transfer benchmark: every (weights, seed) fine-tuned by ``tools/train_net.py``, then tabulated.
 
 Each run is a normal ``tools/train_net.py`` process (its command line is logged) in
-``OUTPUT_DIR/<NAME>/seed<k>/`` with ``SEED k``. A run is finished when its ``result.json`` (the final
-evaluation, written atomically once the process has succeeded) exists: a re-run skips it, resumes a run
-that has a ``last_checkpoint`` (``--resume``) and starts the others. ``--frozen`` freezes, per weights
-file, the parts it holds (``MODEL.FREEZE_PARTS``: the backbone always, the FPN and box head when the
-file has them); random init (an empty path) then trains on a frozen random backbone, the baseline of
-the probe. Every input is checked before the first run starts.
+``OUTPUT_DIR/<NAME>/seed<k>/`` with ``SEED k``. One protocol for every row: ``--freeze PARTS`` sets the same
+``MODEL.FREEZE_PARTS`` for every weights file; a frozen part a file does not hold stays at the random
+initialisation of the run's seed (the same tensors for every file) with its BN statistics calibrated on
+training batches (``soco.detection.freeze``). ``--backbone-only`` loads only the backbone of every file.
+
+A run is finished when its ``result.json`` (the final evaluation, written atomically once the process has
+succeeded) exists and its folder was started with the same settings, the weights file's sha256 among
+them: a re-run skips it, discards a run whose weights file has changed since (logged), resumes a run that
+has a ``last_checkpoint`` (``--resume``, flagged in its result) and starts the others. Every input is
+checked before the first run starts.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -28,7 +34,14 @@ import numpy as np
 import torch
 from detectron2.modeling import build_model
 
-from soco.checkpoint import PART_MODEL_KEYS, check_transfer, load_checkpoint, transferred_parts
+from soco.checkpoint import (
+    PART_MODEL_KEYS,
+    check_transfer,
+    detectron2_payload,
+    load_checkpoint,
+    save_pickle,
+    transferred_parts,
+)
 from soco.data.datasets import (
     add_register_coco_argument,
     check_num_classes,
@@ -39,12 +52,15 @@ from soco.utils.metrics_file import read_metrics
 from soco_proposals.fileio import atomic_write_text
 
 from .config import load_transfer_config
+from .freeze import check_parts, needs_calibration
+from .trainer import PARAMETERS_FILE
 
 logger = logging.getLogger(__name__)
 
 TRAIN_NET = Path(__file__).resolve().parents[2] / "tools" / "train_net.py"
 RESULT_FILE = "result.json"  # a run's final evaluation; its presence marks the run finished
 SETTINGS_FILE = "benchmark_run.json"  # what a run was started with; a re-run must match it
+WEIGHTS_HASH = "weights_sha256"  # the settings key of the weights file's content
 TASKS = ("bbox", "segm")
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 # Keys each run gets from the benchmark; the user's overrides may not set them.
@@ -60,7 +76,8 @@ class BenchmarkSpec:
     weights: dict[str, str]
     seeds: int
     output_dir: Path
-    frozen: bool = False
+    freeze: tuple[str, ...] = ()  # MODEL.FREEZE_PARTS of every run
+    backbone_only: bool = False  # load only the backbone of every weights file
     first_seed: int = 0
     opts: list[str] = field(default_factory=list)
     register_coco: list[list[str]] = field(default_factory=list)
@@ -73,15 +90,28 @@ class BenchmarkRun:
 
     init: str
     seed: int
-    weights: str
+    weights: str  # the file given ("" = random init)
+    weights_sha256: str  # of its content ("" = random init)
     freeze_parts: tuple[str, ...]
     output_dir: Path
+    backbone_only: bool = False
+    random_parts: tuple[str, ...] = ()  # frozen parts the loaded weights lack: seeded random init
+
+    @property
+    def loaded_weights(self) -> str:
+        """``MODEL.WEIGHTS`` of the run: the file, or with ``backbone_only`` its backbone (written by
+        :func:`execute_run` beside the seed folders, named by the content it was cut from)."""
+        if not self.backbone_only or not self.weights:
+            return self.weights
+        return str(self.output_dir.parent / f"backbone_{self.weights_sha256[:16]}.pkl")
 
     def settings(self, spec: BenchmarkSpec) -> dict[str, Any]:
         """Everything that determines the run's result (kept in its folder to catch a changed re-run)."""
         return {
             "config_file": str(Path(spec.config_file).resolve()),
             "weights": self.weights,
+            WEIGHTS_HASH: self.weights_sha256,
+            "backbone_only": self.backbone_only,
             "seed": self.seed,
             "freeze_parts": list(self.freeze_parts),
             "opts": list(spec.opts),
@@ -92,10 +122,11 @@ class BenchmarkRun:
         """The ``tools/train_net.py`` command line of this run."""
         datasets = [arg for triple in spec.register_coco for arg in ("--register-coco", *triple)]
         frozen = ["MODEL.FREEZE_PARTS", repr(list(self.freeze_parts))] if self.freeze_parts else []
+        cpu = ["MODEL.DEVICE", "cpu"] if spec.num_gpus == 0 else []  # --num-gpus 0: the CPU
         return [
             sys.executable, str(train_net), "--config-file", spec.config_file,
             "--num-gpus", str(spec.num_gpus), *datasets, *(["--resume"] if resume else []), *spec.opts,
-            "SEED", str(self.seed), "MODEL.WEIGHTS", self.weights, *frozen,
+            *cpu, "SEED", str(self.seed), "MODEL.WEIGHTS", self.loaded_weights, *frozen,
             "OUTPUT_DIR", str(self.output_dir),
         ]  # fmt: skip
 
@@ -115,6 +146,24 @@ def parse_weights(specs: Sequence[str]) -> dict[str, str]:
     if not weights:
         raise ValueError("give at least one --weights NAME=PATH")
     return weights
+
+
+def parse_parts(text: str) -> tuple[str, ...]:
+    """``"backbone,fpn"`` -> ``("backbone", "fpn")`` (``--freeze``); an unknown name is an error."""
+    parts = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [part for part in parts if part not in PART_MODEL_KEYS]
+    if unknown or not parts:
+        raise ValueError(
+            f"--freeze {text!r}: expected a comma-separated list of {list(PART_MODEL_KEYS)}, "
+            f"got {unknown or text!r}"
+        )
+    return parts
+
+
+def file_sha256(path: str) -> str:
+    """The sha256 of a file's content (what makes a finished run reusable, not the file's name)."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _state_dict_of(path: str) -> dict[str, np.ndarray]:
@@ -149,6 +198,13 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
             f"--first-seed must be >= 0 (a negative SEED is a random seed), got {spec.first_seed}"
         )
     _check_opts(spec.opts)
+    pairs = zip(spec.opts[0::2], spec.opts[1::2], strict=True)
+    devices = [value for key, value in pairs if key == "MODEL.DEVICE"]
+    if spec.num_gpus == 0 and any(device != "cpu" for device in devices):
+        raise ValueError(
+            f"--num-gpus 0 runs on the CPU (MODEL.DEVICE cpu), but the overrides set MODEL.DEVICE "
+            f"{devices[-1]}; drop it, or give --num-gpus 1 or more"
+        )
     if not Path(spec.config_file).is_file():
         raise FileNotFoundError(f"--config-file {spec.config_file!r} does not exist")
     user_datasets = register_coco_format_datasets(spec.register_coco)
@@ -158,10 +214,16 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
         raise ValueError(
             f"DATASETS.TEST is {tuple(cfg.DATASETS.TEST)}; the benchmark evaluates on one dataset"
         )
-    model_state = build_model(cfg).state_dict()
-    parts: dict[str, tuple[str, ...]] = {}
+    model = build_model(cfg)
+    try:
+        check_parts(model, spec.freeze)
+    except ValueError as error:
+        raise ValueError(f"--freeze {','.join(spec.freeze)}: {error}") from None
+    model_state = model.state_dict()
+    held: dict[str, list[str]] = {}
+    hashes: dict[str, str] = {}
     for name, path in spec.weights.items():
-        parts[name] = ("backbone",) if spec.frozen else ()
+        held[name], hashes[name] = [], ""
         if not path:
             continue
         if not Path(path).is_file():
@@ -172,26 +234,52 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
             raise ValueError(
                 f"--weights {name}={path} does not fit the model of {spec.config_file}:\n{check.summary()}"
             )
-        if spec.frozen:
-            held = transferred_parts(weights)
-            parts[name] = tuple(p for p in held if any(PART_MODEL_KEYS[p].search(k) for k in model_state))
-            if len(parts[name]) < len(held):
-                absent = sorted(set(held) - set(parts[name]))
-                logger.info("%s: the weights hold %s, which this model lacks; not frozen", name, absent)
+        held[name] = ["backbone"] if spec.backbone_only else transferred_parts(weights)
+        hashes[name] = file_sha256(path)
+    random_parts = {name: tuple(p for p in spec.freeze if p not in held[name]) for name in spec.weights}
+    for name, parts in random_parts.items():
+        if parts:
+            calibrated = needs_calibration(model, parts, cfg, spec.weights[name])  # raises: refused row
+            logger.info(
+                "%s: frozen %s at the seed's random initialisation (not in its weights)%s",
+                name, list(parts), ", BN calibrated on training batches" if calibrated else "",
+            )  # fmt: skip
     runs = [
-        BenchmarkRun(name, seed, str(Path(path).resolve()) if path else "", parts[name],
-                     spec.output_dir.resolve() / name / f"seed{seed}")
+        BenchmarkRun(name, seed, str(Path(path).resolve()) if path else "", hashes[name], spec.freeze,
+                     spec.output_dir.resolve() / name / f"seed{seed}", spec.backbone_only, random_parts[name])
         for name, path in spec.weights.items()
         for seed in range(spec.first_seed, spec.first_seed + spec.seeds)
     ]  # fmt: skip
     for run in runs:
-        settings_file = run.output_dir / SETTINGS_FILE
-        if settings_file.is_file() and json.loads(settings_file.read_text()) != run.settings(spec):
+        started = started_settings(run)
+        if started is not None and _without_hash(started) != _without_hash(run.settings(spec)):
             raise ValueError(
-                f"{run.output_dir} was started with other settings ({settings_file}); "
+                f"{run.output_dir} was started with other settings ({run.output_dir / SETTINGS_FILE}); "
                 "use another OUTPUT_DIR, or delete that folder to run it again"
             )
     return runs
+
+
+def started_settings(run: BenchmarkRun) -> dict[str, Any] | None:
+    """The settings a run's folder was started with (``None``: not started)."""
+    settings_file = run.output_dir / SETTINGS_FILE
+    return json.loads(settings_file.read_text()) if settings_file.is_file() else None
+
+
+def _without_hash(settings: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in settings.items() if key != WEIGHTS_HASH}
+
+
+def discard_if_stale(run: BenchmarkRun, spec: BenchmarkSpec) -> None:
+    """Delete a run's folder started from other weights content than the file has now (logged)."""
+    started = started_settings(run)
+    if started is not None and started.get(WEIGHTS_HASH) != run.weights_sha256:
+        logger.warning(
+            "%s seed %d: %s has changed since %s was started (sha256 %s, now %s): discarding that run and "
+            "starting it again", run.init, run.seed, run.weights, run.output_dir,
+            started.get(WEIGHTS_HASH) or "not recorded", run.weights_sha256,
+        )  # fmt: skip
+        shutil.rmtree(run.output_dir)
 
 
 def final_evaluation(metrics_file: Path) -> dict[str, float | None]:
@@ -207,11 +295,29 @@ def final_evaluation(metrics_file: Path) -> dict[str, float | None]:
     return result
 
 
+def counted_evaluation(evaluation: dict[str, float | None]) -> dict[str, Any]:
+    """``evaluation`` with ``produced_predictions``; without predictions (box AP NaN: Detectron2's COCO
+    evaluator had nothing to score) every AP counts as 0, never dropped from the mean. A single undefined
+    metric of a run with predictions (APs without small objects) stays ``None``."""
+    produced = evaluation.get("bbox/AP") is not None
+    counted = dict(evaluation)
+    if not produced:
+        counted |= {key: 0.0 for key in evaluation if "/" in key}
+    return {**counted, "produced_predictions": produced}
+
+
 def execute_run(run: BenchmarkRun, spec: BenchmarkSpec, train_net: Path = TRAIN_NET) -> dict[str, Any]:
     """Fine-tune and evaluate one run (or resume it), write its ``result.json``; returns that result."""
     run.output_dir.mkdir(parents=True, exist_ok=True)
     resume = (run.output_dir / "last_checkpoint").is_file()
     atomic_write_text(run.output_dir / SETTINGS_FILE, [json.dumps(run.settings(spec), indent=1) + "\n"])
+    if run.loaded_weights != run.weights and not Path(run.loaded_weights).is_file():
+        weights = _state_dict_of(run.weights).items()
+        backbone = detectron2_payload({k: v for k, v in weights if PART_MODEL_KEYS["backbone"].search(k)})
+        partial = Path(run.loaded_weights + ".partial")
+        save_pickle(backbone, str(partial))
+        partial.replace(run.loaded_weights)  # complete or absent, whenever the benchmark stops
+        logger.info("%s: backbone (%d tensors) in %s", run.init, len(backbone["model"]), run.loaded_weights)
     command = run.command(spec, train_net, resume)
     logger.info("%s seed %d: %s%s", run.init, run.seed, "resuming: " if resume else "", shlex.join(command))
     stdout = run.output_dir / "stdout.txt"
@@ -223,8 +329,17 @@ def execute_run(run: BenchmarkRun, spec: BenchmarkSpec, train_net: Path = TRAIN_
             f"{run.init} seed {run.seed}: tools/train_net.py exited with status {process.returncode} "
             f"(output in {stdout}); run the benchmark again to resume. Last lines:\n{tail}"
         )
-    result = {"init": run.init, "seed": run.seed, "output_dir": str(run.output_dir)}
-    result |= final_evaluation(run.output_dir / "metrics.json")
+    parameters_file = run.output_dir / PARAMETERS_FILE
+    if not parameters_file.is_file():
+        raise RuntimeError(
+            f"{run.init} seed {run.seed}: tools/train_net.py succeeded but did not train (no "
+            f"{parameters_file}); its output is in {stdout}"
+        )
+    model = json.loads(parameters_file.read_text())
+    result = {"init": run.init, "seed": run.seed, "output_dir": str(run.output_dir), "resumed": resume}
+    result |= {WEIGHTS_HASH: run.weights_sha256, "random_parts": list(run.random_parts)}
+    result |= {key: model[key] for key in ("frozen_parts", "trainable_parameters")}
+    result |= counted_evaluation(final_evaluation(run.output_dir / "metrics.json"))
     atomic_write_text(run.output_dir / RESULT_FILE, [json.dumps(result, indent=1) + "\n"])
     return result
 
@@ -241,13 +356,14 @@ def run_benchmark(spec: BenchmarkSpec, train_net: Path = TRAIN_NET) -> dict[str,
         )
     results = []
     for run in runs:
+        discard_if_stale(run, spec)
         result_file = run.output_dir / RESULT_FILE
         if result_file.is_file():
             logger.info("%s seed %d: finished earlier (%s), skipped", run.init, run.seed, result_file)
             results.append(json.loads(result_file.read_text()))
         else:
             results.append(execute_run(run, spec, train_net))
-    document = results_document(spec.config_file, spec.frozen, spec.opts, results)
+    document = results_document(spec.config_file, spec.opts, results, spec.freeze, spec.backbone_only)
     write_report(document, spec.output_dir)
     return document
 
@@ -272,14 +388,42 @@ def add_benchmark_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--first-seed", type=int, default=0)
     add(
-        "--frozen",
-        action="store_true",
-        help="detection probe: freeze the backbone and, where the weights hold them, the FPN and box head",
+        "--freeze",
+        type=_argparse_parts,
+        default=(),
+        metavar="PARTS",
+        help="MODEL.FREEZE_PARTS of every run, comma-separated (backbone, fpn, box_head): e.g. "
+        "backbone,fpn,box_head; a part a weights file lacks is frozen at the seed's random init, BN "
+        "calibrated on training batches",
     )
+    add("--frozen", nargs=0, action=_Replaced, help=argparse.SUPPRESS)
+    add("--backbone-only", action="store_true", help="load only the backbone of every weights file")
     add_register_coco_argument(parser, use="DATASETS.TRAIN/TEST of every run")
-    add("--num-gpus", type=int, default=1, help="GPUs of each run (tools/train_net.py --num-gpus; 0: CPU)")
+    add(
+        "--num-gpus",
+        type=int,
+        default=1,
+        help="GPUs of each run (tools/train_net.py --num-gpus); 0: one process on the CPU (MODEL.DEVICE cpu)",
+    )
     add("output_dir", type=Path, metavar="OUTPUT_DIR", help="<NAME>/seed<k>/ per run, results.{json,md,png}")
     add("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides of every run")  # fmt: skip
+
+
+def _argparse_parts(text: str) -> tuple[str, ...]:
+    try:
+        return parse_parts(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+class _Replaced(argparse.Action):
+    """``--frozen`` (per-file freezing, removed): an error naming ``--freeze``."""
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        parser.error(
+            "--frozen was replaced by --freeze PARTS, the same parts frozen for every weights file: "
+            "--freeze backbone,fpn,box_head for the old SoCo FPN rows, --freeze backbone for a backbone probe"
+        )
 
 
 def spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
@@ -289,7 +433,8 @@ def spec_from_args(args: argparse.Namespace) -> BenchmarkSpec:
         weights=parse_weights(args.weights),
         seeds=args.seeds,
         output_dir=Path(args.output_dir),
-        frozen=args.frozen,
+        freeze=tuple(args.freeze),
+        backbone_only=args.backbone_only,
         first_seed=args.first_seed,
         opts=list(args.opts),
         register_coco=[

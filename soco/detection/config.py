@@ -23,6 +23,12 @@ def add_transfer_config(cfg: CfgNode) -> None:
     # Parts kept at their loaded weights, no gradient and BN frozen (a "detection probe"): any of
     # "backbone" (stem, res2-res5), "fpn", "box_head"; empty: fine-tune everything.
     cfg.MODEL.FREEZE_PARTS = []
+    # Unpickle any Python object in MODEL.WEIGHTS (and resumed checkpoints). False: .pkl files may hold only
+    # numpy arrays and torch files only tensors, so a crafted file cannot run code; trusted files only.
+    cfg.MODEL.TRUST_PICKLE = False
+    # Training batches whose average sets the BN statistics of frozen parts MODEL.WEIGHTS does not hold
+    # (random init: mean 0 / var 1 otherwise), before they are frozen; 0 refuses to freeze such parts.
+    cfg.MODEL.FREEZE_CALIBRATION_ITERS = 20
 
 
 def load_transfer_config(config_file: str, opts: Sequence[str] = ()) -> CfgNode:

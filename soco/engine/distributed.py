@@ -296,7 +296,7 @@ def _launch_processes(
     main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, backend: str, timeout: timedelta
 ) -> Any:
     """Detectron2's ``launch`` with the backend of ``MODEL.DEVICE``."""
-    if args.num_gpus * args.num_machines == 1:
+    if args.num_gpus * args.num_machines <= 1:  # --num-gpus 0 (a CPU run) too: one process, this one
         return main_func(args)
     dist_url = args.dist_url
     if dist_url == "auto":

@@ -1,9 +1,13 @@
 #!/usr/bin/env python
 """The transfer benchmark at `make bench` size: the demo's pipeline (real photos, tiny SoCo FPN and MoCo v2
 pretraining with probes) followed by Mask R-CNN fine-tuning from SoCo, MoCo v2 and random init, 3 seeds each,
-in both modes (frozen backbone/FPN/box head, and full fine-tuning). Prints the demo's summary tables.
+in both modes (backbone/FPN/box head frozen for every init, and full fine-tuning). Prints the demo's summary
+tables.
 
     python tools/benchmarks/bench_transfer.py [--output DIR] [--seeds 3] [--quick]
+
+--quick and the full size write to different folders by default (soco_bench_transfer_quick / _full), so that
+neither run finds, nor removes, the other's runs.
 """
 
 from __future__ import annotations
@@ -24,11 +28,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    default_output = Path(tempfile.gettempdir()) / "soco_bench_transfer"
-    parser.add_argument("--output", type=Path, default=default_output, help="runs and logs")
+    parser.add_argument("--output", type=Path, default=None, help="runs and logs (default: per size)")
     parser.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per initialisation")
     parser.add_argument("--quick", action="store_true", help="the demo's CI sizes, 2 seeds")
     args = parser.parse_args()
+    size = "quick" if args.quick else "full"
+    args.output = args.output or Path(tempfile.gettempdir()) / f"soco_bench_transfer_{size}"
     settings = DemoSettings.quick(args.output) if args.quick else DemoSettings(output=args.output)
     settings.seeds = 2 if args.quick else args.seeds
     settings.transfer_modes = ("frozen", "full")

@@ -128,7 +128,9 @@ def main() -> None:
             "tools/benchmarks/bench_probes.py",
             *(["--rounds", "1", "--configs", "SoCo_FPN.yaml"] if quick else []),
         ],
-        "Transfer benchmark on the demo's data (mean ± std over seeds; frozen and full fine-tuning)": [
+        # --quick and the full size keep their runs in separate folders (bench_transfer.py's defaults)
+        "Transfer benchmark on the demo's data (mean ± std [95 % interval] over seeds; the same parts frozen "
+        "for every init, and full fine-tuning)": [
             "tools/benchmarks/bench_transfer.py",
             *(["--quick"] if quick else ["--seeds", "3"]),
         ],
