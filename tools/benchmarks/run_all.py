@@ -42,7 +42,7 @@ def machine_details() -> str:
     return f"{cpu}, {os.cpu_count()} cores{memory}, {gpu}; {software}"
 
 
-def run_benchmark(argv: list[str]) -> tuple[str, float]:
+def run_bench_script(argv: list[str]) -> tuple[str, float]:
     """Run one benchmark script; returns its standard output and its wall time."""
     start = datetime.datetime.now()
     result = subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True)
@@ -150,7 +150,7 @@ def main() -> None:
     kept = kept_sections(args.output)
     for title, argv in benchmarks.items():
         print(f"running {' '.join(argv)} ...", flush=True)
-        output, seconds = run_benchmark(argv)
+        output, seconds = run_bench_script(argv)
         sections += ["", f"## {title}", "", f"`python {' '.join(argv)}` ({seconds:.0f} s)", "", output]
     for section in kept:
         sections += ["", section]
