@@ -87,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--box-test", default="", help="registered dataset of labelled boxes to score them on")
     add_register_coco_argument(parser, use="--box-train / --box-test")
     add("--device", default="cpu", help="device of the frozen encoder (cpu, cuda)")
-    add("--trust-pickle", action="store_true", help="allow Python objects in torch files (trusted only)")
+    add(
+        "--trust-pickle",
+        action="store_true",
+        help="unpickle any Python object in the weights, not only numpy arrays (.pkl) or tensors (trusted only)",
+    )
     add("--output", default="", metavar="FILE.json", help="also write the rows as JSON (atomically)")
     defaults = _default_cfg().PRETRAIN.PROBES
     for flag in ProbeSettings.config_fields():
