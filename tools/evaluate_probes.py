@@ -90,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--trust-pickle",
         action="store_true",
-        help="unpickle any Python object in the weights, not only numpy arrays (.pkl) or tensors (trusted only)",
+        help="unpickle any object in the weights, not only numpy arrays (.pkl) or tensors (trusted files)",
     )
     add("--output", default="", metavar="FILE.json", help="also write the rows as JSON (atomically)")
     defaults = _default_cfg().PRETRAIN.PROBES
