@@ -41,7 +41,7 @@ def _zeroed(image: torch.Tensor) -> tuple[list[int], list[int]]:
 
 
 def _cut(area: float, centre: tuple[int, int], box=(10.0, 10.0, 50.0, 50.0), size: int = 64):
-    """Cutout of ``box`` with the area fraction that makes the square's area ``area``, at ``centre`` (x, y)."""
+    """Cutout of ``box`` drawing the area fraction that makes a square of ``area``, centred at ``centre``."""
     image = torch.ones(3, size, size)
     rng = ScriptedRng(area / ((box[2] - box[0]) * (box[3] - box[1])), centre)
     cutout_in_boxes(image, np.array([box]), prob=0.5, area_range=(0.0, 1.0), rng=rng)
