@@ -28,7 +28,7 @@ import torch
 from soco_proposals.fileio import atomic_write
 
 # How a refusal tells the user to opt in, for the converters, the tools and the fine-tuning config.
-TRUST_HINT = "if you trust the file, pass --trust-pickle (tools/train_net.py: MODEL.TRUST_PICKLE True)"
+TRUST_HINT = "if you trust the file, pass --trust-pickle (in a training config: MODEL.TRUST_PICKLE True)"
 
 
 class CheckpointReadError(ValueError):
