@@ -44,6 +44,10 @@ def test_zip_with_class_folders_and_val_zip_with_integer_map_labels(tmp_path):
     train = list_labeled_images(_zip_tree(train_dir, tmp_path / "train.zip"))
     assert train.classes == ["blue", "green", "red"] and not train.from_map
     assert np.bincount(train.labels).tolist() == [2, 2, 2]
+    sample = CenterCropDataset(train, resize=20, size=16)[5]  # decoded from the zip member by offset
+    assert (
+        int(sample["failure"]) == DECODED and int(sample["label"]) == 2 and sample["image"].float().mean() > 0
+    )
     # the Swin / original-SoCo val layout: flat member names, "<name>\t<class index>" in val_map.txt
     val_zip = tmp_path / "val.zip"
     with zipfile.ZipFile(val_zip, "w") as zf:

@@ -3,18 +3,22 @@ the frozen-backbone check, the cached-features protocol, the world-size rule and
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
+import submitit
 import torch
 from detectron2.engine import HookBase
 from detectron2.utils import comm
 from distributed_testing import run_distributed
 from linear_testing import TINY_CONFIG, linear_args, tiny_opts, write_colour_splits
 
+from soco.engine.cluster import CLUSTER_JOB_REGISTRY, add_resource_arguments
 from soco.engine.linear import load_linear_cfg, resolve_linear_cfg, run_linear
 from soco.engine.linear import run as linear_run
 from soco.engine.linear.data import build_val_loader, evaluate_top_k
@@ -151,3 +155,50 @@ def test_two_processes_score_every_validation_image_once(tmp_path):
     assert ranks[0] == ranks[1]
     assert ranks[0]["val_images"] == 8 and ranks[0]["val_skipped"] == 1
     assert ranks[0]["val_skipped/not_an_image"] == 1
+
+
+def test_submit_linear_job_runs_the_linear_protocol(splits, tmp_path, monkeypatch):
+    """``tools/submit.py linear``: the task captured at submission (what SLURM would run) trains here."""
+    submitted = []
+
+    def capture(executor, task):
+        submitted.append(task)
+        return argparse.Namespace(job_id="0")
+
+    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
+    train, val = splits
+    job = CLUSTER_JOB_REGISTRY.get("LinearJob")
+    parser = argparse.ArgumentParser()
+    job.add_arguments(parser)
+    add_resource_arguments(parser)
+    opts = tiny_opts(train, val, tmp_path / "out", "SOLVER.EPOCHS", "2", "LINEAR.STEP_EPOCHS", "(1,)")
+    args = parser.parse_args(
+        ["--gpus-per-node", "0", "--cluster", "local", "--config-file", TINY_CONFIG, *opts]
+    )
+    args.command = "linear"
+    job.submit(args)
+    (task,) = submitted
+    assert task.args.resume and task.args.opts[task.args.opts.index("OUTPUT_DIR") + 1] == str(
+        tmp_path / "out"
+    )
+    result = task.entry(task.args)
+    assert result["output_dir"] == str(tmp_path / "out") and result["results"]["val_images"] == 9
+
+
+def test_every_pretraining_launcher_has_a_linear_launcher_that_reads_its_run_folder(tmp_path):
+    tools = Path(TINY_CONFIG).parents[3] / "tools"
+    recipes = sorted(p.stem for p in tools.glob("*_*ep.sh"))
+    assert {"SoCo_FPN_100ep", "MoCoV2_200ep", "SwAV_200ep", "DenseCL_200ep"} <= set(recipes)
+    for recipe in recipes:
+        command = [str(tools / f"{recipe}_linear.sh"), "--train", "t", "--val", "v", "--dry-run"]
+        out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+        assert (
+            f"output/{recipe.lower()}/model_final.pth" in out
+            and "soco/configs/linear/Base-Linear.yaml" in out
+        )
+        assert f"LINEAR.DATA.TRAIN {tmp_path}/t" in out and "--resume" in out
+    swav = subprocess.run(
+        [str(tools / "SwAV_200ep_linear.sh"), "--train", "t", "--val", "v", "--setting", "swav", "--dry-run"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    assert "Linear_SwAV_setting.yaml" in swav and "output/swav_200ep_linear_swav" in swav
