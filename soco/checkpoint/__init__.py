@@ -6,6 +6,7 @@
 * ``validate`` / ``verify``: completeness checks, and matching against a fine-tuning model's state dict
   (``soco.detection.check_transfer_with_config`` builds that model from a fine-tuning config);
 * ``publish``: strip training state from our checkpoints;
+* ``mmdet``: Detectron2 names to MMDetection 3.x names (``converters/convert_to_mmdetection.py``);
 * ``io`` / ``checkpointer``: readers that run no code from a file (``--trust-pickle`` opts out), for
   soco and for Detectron2's ``DetectionCheckpointer``.
 """
