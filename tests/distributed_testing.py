@@ -1,4 +1,4 @@
-"""Run test code in two CPU processes joined by a gloo process group (for cross-process code paths)."""
+"""Run test code in CPU processes joined by a gloo process group (for cross-process code paths)."""
 
 from __future__ import annotations
 
@@ -8,21 +8,19 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from detectron2.engine import launch
 from detectron2.utils import comm
 from pretrain_testing import run_pretraining
 
 from soco.data.build import build_pretrain_train_loader
+from soco.engine.distributed import launch_processes, release_process_group
 from soco.engine.hooks import unwrap_model
 from soco.engine.pretrain import setup_pretrain_cfg
 
 
 def _worker(rank: int, fn: Callable, init_file: str, world_size: int, args: tuple) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world_size)
-    try:
-        fn(*args)
-    finally:
-        dist.destroy_process_group()
+    fn(*args)
+    release_process_group()  # else the process may abort at exit (see release_process_group)
 
 
 def run_distributed(fn: Callable, tmp_path: Path, *args, world_size: int = 2) -> None:
@@ -57,13 +55,12 @@ def launch_pretraining(
     world_size: int = 2,
     **run_options,
 ) -> list[dict]:
-    """Pretrain on ``world_size`` CPU processes with Detectron2's ``launch`` (gloo), as
-    ``tools/pretrain_net.py --num-gpus N`` does (``run_options``: those of ``run_pretraining``); returns
-    each rank's raw per-iteration scalars (rank 0's are the all-process means Detectron2 logs), feature
-    queues (name -> (L, D)) and start iteration.
+    """Pretrain on ``world_size`` CPU processes (gloo), as ``tools/pretrain_net.py --num-gpus N`` does
+    (``run_options``: those of ``run_pretraining``); returns each rank's raw per-iteration scalars (rank
+    0's are the all-process means Detectron2 logs), feature queues (name -> (L, D)) and start iteration.
     """
     args = (config_file, str(output_dir), overrides, run_options)
-    launch(_pretrain_in_each_process, world_size, dist_url="auto", args=args)
+    launch_processes(_pretrain_in_each_process, world_size, args=args)
     return [torch.load(_result_file(output_dir, rank)) for rank in range(world_size)]
 
 
@@ -77,5 +74,5 @@ def _record_stream_in_each_process(config_file: str, overrides: list[str], batch
 def launch_data_stream(config_file: str, out: Path, overrides: list[str], batches: int, world_size: int = 2):
     """The first ``batches`` batches each of ``world_size`` processes draws: ``[rank][batch] -> dict``."""
     args = (config_file, overrides, batches, str(out))
-    launch(_record_stream_in_each_process, world_size, dist_url="auto", args=args)
+    launch_processes(_record_stream_in_each_process, world_size, args=args)
     return [torch.load(out / f"stream.rank{rank}.pt") for rank in range(world_size)]

@@ -33,7 +33,7 @@ from soco_proposals.cluster_jobs import default_json_paths, generate_array_shard
 from soco_proposals.generate import DEFAULT_CHUNK_SIZE
 from soco_proposals.raw_shards import incomplete_shard_ids
 
-from .distributed import config_device, init_process_group_from_env
+from .distributed import config_device, init_process_group_from_env, release_process_group
 from .linear import run_linear
 from .preemption import requeue_submitit_job, submitit_stop_requests
 from .pretrain import run_pretraining
@@ -165,7 +165,9 @@ class DistributedJob(submitit.helpers.Checkpointable):
     def __call__(self) -> Any:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
         init_process_group_from_env(config_device(self.args.config_file, self.args.opts))
-        return self.entry(self.args)
+        result = self.entry(self.args)
+        release_process_group()  # before the interpreter exits (see release_process_group)
+        return result
 
 
 def pretrain_entry(args: argparse.Namespace) -> dict[str, Any]:

@@ -230,14 +230,65 @@ def explicit_launch_options(parser: argparse.ArgumentParser, argv: Sequence[str]
     return [flag for dest, flag in LAUNCH_OPTIONS.items() if getattr(given, dest, unset) is not unset]
 
 
+def release_process_group() -> None:
+    """Leave the process group once this process's work is done, with nothing left holding its groups.
+
+    A gloo worker thread drops a finished collective (and so its tensors, which takes the GIL) a moment
+    after the caller has its result. If that happens while the interpreter shuts down, Python ends the
+    thread with ``pthread_exit`` and the process aborts ("terminate called without an active exception",
+    SIGABRT) after its work succeeded. Destroying the groups first joins those threads while Python still
+    runs; for that, the references Detectron2's ``comm`` caches (its gloo group, the per-machine group)
+    are dropped too, else ``destroy_process_group`` leaves the group alive until shutdown.
+    """
+    if not dist.is_initialized():
+        return
+    comm._get_global_gloo_group.cache_clear()
+    comm.create_local_process_group.cache_clear()
+    comm._LOCAL_PROCESS_GROUP = None
+    dist.destroy_process_group()
+
+
 def _spawned_worker(
-    local_rank: int, main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, backend: str,
-    dist_url: str, timeout: timedelta,
+    local_rank: int, main_func: Callable[..., Any], args: tuple, backend: str, num_machines: int,
+    machine_rank: int, num_local: int, dist_url: str, timeout: timedelta,
 ) -> None:  # fmt: skip
-    world_size = args.num_machines * args.num_gpus
-    rank = args.machine_rank * args.num_gpus + local_rank
-    _join_process_group(backend, dist_url, rank, world_size, local_rank, args.num_gpus, timeout)
-    main_func(args)
+    world_size, rank = num_machines * num_local, machine_rank * num_local + local_rank
+    _join_process_group(backend, dist_url, rank, world_size, local_rank, num_local, timeout)
+    main_func(*args)
+    release_process_group()
+
+
+def launch_processes(
+    main_func: Callable[..., Any],
+    num_processes_per_machine: int,
+    num_machines: int = 1,
+    machine_rank: int = 0,
+    dist_url: str = "auto",
+    args: tuple = (),
+    device: str | torch.device = "cpu",
+    timeout: timedelta = DEFAULT_TIMEOUT,
+) -> Any:
+    """Detectron2's ``launch`` (same arguments: ``main_func(*args)`` in ``num_processes_per_machine``
+    processes on this machine, the machine ``machine_rank`` of ``num_machines``), with the backend of
+    ``device`` (``MODEL.DEVICE``) and the groups released after ``main_func`` returns
+    (:func:`release_process_group`). One process in all: ``main_func`` runs here and its result is
+    returned (``None`` otherwise)."""
+    if num_processes_per_machine * num_machines <= 1:  # --num-gpus 0 (a CPU run) too: one process, this one
+        return main_func(*args)
+    if dist_url == "auto":
+        if num_machines > 1:
+            raise ValueError(
+                "--dist-url auto finds a port on this machine only: give tcp://HOST:PORT of machine 0"
+            )
+        dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
+    settings = (process_group_backend(device), num_machines, machine_rank, num_processes_per_machine)
+    mp.start_processes(
+        _spawned_worker,
+        nprocs=num_processes_per_machine,
+        args=(main_func, args, *settings, dist_url, timeout),
+        daemon=False,
+    )
+    return None
 
 
 def launch_from_args(
@@ -262,7 +313,6 @@ def launch_from_args(
     ``args.opts``). Returns ``main_func``'s result when it ran in this process, else ``None``.
     """
     device = device or config_device(args.config_file, args.opts)
-    backend = process_group_backend(device)
     environment = job_environment()
     local_rank = getattr(args, "local_rank", None)
     if environment is None:
@@ -271,7 +321,10 @@ def launch_from_args(
                 f"--local-rank {local_rank} without RANK/WORLD_SIZE in the environment: it is set by "
                 "torch.distributed.launch; to start processes yourself use --num-gpus"
             )
-        return _launch_processes(main_func, args, backend, timeout)
+        return launch_processes(
+            main_func, args.num_gpus, args.num_machines, args.machine_rank, args.dist_url, (args,), device,
+            timeout,
+        )  # fmt: skip
     given = explicit_launch_options(parser or default_argument_parser(), argv)
     if given:
         raise ValueError(
@@ -284,31 +337,11 @@ def launch_from_args(
         raise ValueError(f"--local-rank {local_rank} differs from LOCAL_RANK={environment.local_rank}")
     if environment.world_size > 1:
         _join_process_group(
-            backend, "env://", environment.rank, environment.world_size, environment.local_rank,
-            environment.local_world_size, timeout,
+            process_group_backend(device), "env://", environment.rank, environment.world_size,
+            environment.local_rank, environment.local_world_size, timeout,
         )  # fmt: skip
     args.num_gpus, args.num_machines = environment.local_world_size, environment.num_machines
     args.machine_rank, args.dist_url = environment.machine_rank, "env://"
-    return main_func(args)
-
-
-def _launch_processes(
-    main_func: Callable[[argparse.Namespace], Any], args: argparse.Namespace, backend: str, timeout: timedelta
-) -> Any:
-    """Detectron2's ``launch`` with the backend of ``MODEL.DEVICE``."""
-    if args.num_gpus * args.num_machines <= 1:  # --num-gpus 0 (a CPU run) too: one process, this one
-        return main_func(args)
-    dist_url = args.dist_url
-    if dist_url == "auto":
-        if args.num_machines > 1:
-            raise ValueError(
-                "--dist-url auto finds a port on this machine only: give tcp://HOST:PORT of machine 0"
-            )
-        dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
-    mp.start_processes(
-        _spawned_worker,
-        nprocs=args.num_gpus,
-        args=(main_func, args, backend, dist_url, timeout),
-        daemon=False,
-    )
-    return None
+    result = main_func(args)
+    release_process_group()
+    return result
