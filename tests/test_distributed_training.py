@@ -10,6 +10,9 @@ tiny configs' lr amplify beyond any useful tolerance; in float64 the same runs a
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,10 @@ from distributed_testing import launch_data_stream, launch_pretraining
 from pretrain_testing import run_pretraining, write_tiny_corpus
 
 from soco.modeling.queue import FeatureQueue
+from soco.utils.metrics_file import read_metrics
 
-CONFIGS = Path(__file__).resolve().parents[1] / "soco" / "configs" / "tiny"
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = REPO / "soco" / "configs" / "tiny"
 SOCO_SYNC_BN = [
     "MODEL.RESNETS.NORM", "naiveSyncBN", "MODEL.FPN.NORM", "naiveSyncBN",
     "MODEL.ROI_BOX_HEAD.NORM", "naiveSyncBN", "SOCO.HEAD.MLP_NORM", "naiveSyncBN",
@@ -131,3 +136,32 @@ def test_queues_are_gathered_across_processes(config, sync_bn, iters, corpus, tm
         torch.testing.assert_close(two[0]["queues"][name], expected, rtol=TOL[0], atol=TOL[1], msg=name)
     skip = _biased_running_stats(trainer.model) | {f"{name}.features" for name in single_queues}  # as above
     _assert_final_weights_close(tmp_path / "two", tmp_path / "one", TOL, skip)
+
+
+def _pretrain_net(launcher: list[str], config: str, opts: list[str], output_dir: Path) -> None:
+    """``tools/pretrain_net.py`` started by ``launcher``, one OpenMP thread per process (what torchrun sets
+    for several processes) so that both launchers compute alike."""
+    command = [*launcher, str(REPO / "tools" / "pretrain_net.py"), "--config-file", config, *opts]
+    command += ["OUTPUT_DIR", str(output_dir)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stderr[-4000:]}"
+
+
+@pytest.mark.slow
+def test_torchrun_starts_one_job_equal_to_num_gpus(corpus, tmp_path):
+    """Two processes started by torchrun train together, exactly as ``--num-gpus 2`` does (before
+    launch_from_args, each trained alone with "World size: 1" into the same folder)."""
+    config = str(CONFIGS / "SoCo_FPN.yaml")
+    opts = corpus + SOCO_SYNC_BN + ["SOLVER.MAX_ITER", "3", "SOLVER.LOG_PERIOD", "1"]
+    torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2"]
+    _pretrain_net(torchrun, config, opts, tmp_path / "torchrun")
+    _pretrain_net([sys.executable], config, ["--num-gpus", "2", *opts], tmp_path / "spawn")
+    for run in ("torchrun", "spawn"):
+        assert "World size: 2" in (tmp_path / run / "log.txt").read_text(), run
+    losses = {
+        run: [record["total_loss"] for record in read_metrics(tmp_path / run / "metrics.json")]
+        for run in ("torchrun", "spawn")
+    }
+    assert len(losses["spawn"]) == 3 and losses["torchrun"] == losses["spawn"]
+    _assert_final_weights_close(tmp_path / "torchrun", tmp_path / "spawn", tol=(0, 0))
