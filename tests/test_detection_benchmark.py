@@ -186,24 +186,31 @@ def test_a_rerun_skips_finished_runs_and_resumes_a_killed_one(finished, inputs, 
 
 
 def test_a_run_of_other_weights_content_is_discarded_and_run_again(finished, inputs, monkeypatch, caplog):
-    """Same path, new content (re-pretrained into the same folder): the old run is not reported."""
+    """Same path, new content (re-pretrained into the same folder): the old run is not reported; nor is a run
+    whose content was never recorded (a folder of an older benchmark)."""
     output_dir, _ = finished
     stale = output_dir / "soco" / "seed0"
     settings = json.loads((stale / SETTINGS_FILE).read_text())
     (stale / SETTINGS_FILE).write_text(json.dumps({**settings, "weights_sha256": "0" * 64}))
+    legacy = output_dir / "scratch" / "seed1" / SETTINGS_FILE
+    old_keys = ("config_file", "weights", "seed", "freeze_parts", "opts", "register_coco")
+    legacy.write_text(json.dumps({key: json.loads(legacy.read_text())[key] for key in old_keys}))
     executed = []
 
     def execute(run, spec_, train_net=None):
         assert not run.output_dir.exists(), "the stale folder is gone before the run starts again"
         executed.append((run.init, run.seed))
-        return json.loads((output_dir / "soco" / "seed1" / RESULT_FILE).read_text()) | {"seed": run.seed}
+        other_seed = output_dir / run.init / f"seed{1 - run.seed}" / RESULT_FILE
+        return json.loads(other_seed.read_text()) | {"seed": run.seed}
 
     monkeypatch.setattr(benchmark, "execute_run", execute)
     with caplog.at_level(logging.INFO, logger="soco.detection.benchmark"):
         benchmark_transfer.main(_argv(inputs, output_dir, frozen=PROTOCOL))
-    assert executed == [("soco", 0)]
-    (line,) = [r.getMessage() for r in caplog.records if "has changed since" in r.getMessage()]
-    assert f"sha256 {'0' * 64}, now {settings['weights_sha256']}" in line and "discarding" in line
+    assert executed == [("soco", 0), ("scratch", 1)]
+    lines = [r.getMessage() for r in caplog.records if "discarding that run" in r.getMessage()]
+    assert f"{stale} was started from weights of sha256 {'0' * 64}, {settings['weights']} now" in lines[0]
+    assert lines[0].startswith("soco seed 0:") and settings["weights_sha256"] in lines[0]
+    assert "sha256 not recorded, random init now has no file" in lines[1]
 
 
 def test_bad_input_stops_before_any_training(inputs, tmp_path, monkeypatch, capsys):

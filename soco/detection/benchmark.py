@@ -251,8 +251,9 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
         for seed in range(spec.first_seed, spec.first_seed + spec.seeds)
     ]  # fmt: skip
     for run in runs:
-        started = started_settings(run)
-        if started is not None and _without_hash(started) != _without_hash(run.settings(spec)):
+        started = started_settings(run)  # one without a hash predates them: discarded as stale
+        hashed = started is not None and WEIGHTS_HASH in started
+        if hashed and _without_hash(started) != _without_hash(run.settings(spec)):
             raise ValueError(
                 f"{run.output_dir} was started with other settings ({run.output_dir / SETTINGS_FILE}); "
                 "use another OUTPUT_DIR, or delete that folder to run it again"
@@ -270,14 +271,16 @@ def _without_hash(settings: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in settings.items() if key != WEIGHTS_HASH}
 
 
-def discard_if_stale(run: BenchmarkRun, spec: BenchmarkSpec) -> None:
-    """Delete a run's folder started from other weights content than the file has now (logged)."""
+def discard_if_stale(run: BenchmarkRun) -> None:
+    """Delete a run's folder started from other weights content than the file has now, or from unrecorded
+    content (logged)."""
     started = started_settings(run)
     if started is not None and started.get(WEIGHTS_HASH) != run.weights_sha256:
         logger.warning(
-            "%s seed %d: %s has changed since %s was started (sha256 %s, now %s): discarding that run and "
-            "starting it again", run.init, run.seed, run.weights, run.output_dir,
-            started.get(WEIGHTS_HASH) or "not recorded", run.weights_sha256,
+            "%s seed %d: %s was started from weights of sha256 %s, %s now has %s: discarding that run and "
+            "starting it again", run.init, run.seed, run.output_dir,
+            started.get(WEIGHTS_HASH) or "not recorded",
+            run.weights or "random init", run.weights_sha256 or "no file",
         )  # fmt: skip
         shutil.rmtree(run.output_dir)
 
@@ -356,7 +359,7 @@ def run_benchmark(spec: BenchmarkSpec, train_net: Path = TRAIN_NET) -> dict[str,
         )
     results = []
     for run in runs:
-        discard_if_stale(run, spec)
+        discard_if_stale(run)
         result_file = run.output_dir / RESULT_FILE
         if result_file.is_file():
             logger.info("%s seed %d: finished earlier (%s), skipped", run.init, run.seed, result_file)
