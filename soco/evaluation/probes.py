@@ -176,7 +176,8 @@ def _gather(rows: list[tuple[int, dict[str, Tensor], Tensor]]) -> tuple[dict[str
 
 def _decoded(split: ProbeSplit, indices: list[int]) -> list[int]:
     """Decode (once, cached) the images ``indices`` of this process, logging progress every
-    :data:`PROGRESS_SECONDS` and the failures; returns the indices that decoded."""
+    :data:`PROGRESS_SECONDS`, and the failures of every process (counted over all of them); returns the
+    indices that decoded."""
     todo = [i for i in indices if not split.is_cached(i)]
     start = last = time.perf_counter()
     for done, index in enumerate(todo, 1):
@@ -184,11 +185,12 @@ def _decoded(split: ProbeSplit, indices: list[int]) -> list[int]:
         if time.perf_counter() - last > PROGRESS_SECONDS:
             last = time.perf_counter()
             logger.info("%s: decoded %d / %d images (%.0f s)", split.name, done, len(todo), last - start)
-    failed = sum(index in split.failures for index in todo)
-    if failed:
+    counts = comm.all_gather((sum(index in split.failures for index in todo), len(todo)))
+    failed, decoded = (sum(column) for column in zip(*counts, strict=True))
+    if failed and comm.is_main_process():
         logger.error(
-            "%s: %d of %d images cannot be decoded and are left out of the probes",
-            split.name, failed, len(todo),
+            "%s: %d of %d images cannot be decoded and are left out of the probes (each is logged)",
+            split.name, failed, decoded,
         )  # fmt: skip
     return [i for i in indices if i not in split.failures]
 
