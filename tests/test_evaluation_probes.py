@@ -96,6 +96,11 @@ def test_an_undecodable_probe_image_is_left_out_and_counted(tmp_path, weights, c
     assert data.image_train.failures[0].startswith("unreadable")
     assert "probe image folder" in caplog.text and "1 of 6 images cannot be decoded" in caplog.text
     assert "/folder/train: decoded 6 / 6 images" in caplog.text
+    # no val image decodes: the probe failed, it is not a number
+    images_only = _data(tmp_path / "images", with_boxes=False)
+    images_only.image_val.files[:] = [str(tmp_path / "missing.png")] * len(images_only.image_val)
+    assert math.isnan(ProbeEvaluator(images_only, SETTINGS)(weights)["probe/image_knn"])
+    assert "probe image_knn failed: 6 training and 0 test features" in caplog.text
 
 
 def test_probe_config_errors_name_the_keys():

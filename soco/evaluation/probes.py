@@ -281,20 +281,21 @@ def _classify_all(
             steps=s.linear_steps, lr=s.linear_lr, weight_decay=s.linear_weight_decay, seed=s.seed,
         )  # fmt: skip
 
+    none = torch.zeros(0, 0)  # the features of a split none of whose images decoded
     results = {}
     if "image" in features:
         (train_x, train_y), (val_x, val_y) = features["image"]
-        train, val = (train_x["image"], train_y), (val_x["image"], val_y)
+        train, val = (train_x.get("image", none), train_y), (val_x.get("image", none), val_y)
         results["probe/image_knn"] = _score("probe/image_knn", knn, train, val, len(data.image_classes))
     if "box" in features:
         (train_x, train_y), (test_x, test_y) = features["box"]
         for readout, suffix in (("own", ""), ("shared", "_shared")):
             for name, classify in (("knn", knn), ("linear", linear)):
                 key = f"probe/object_{name}{suffix}"
-                if readout not in train_x:  # the own readout is the shared one
-                    results[key] = results[f"probe/object_{name}"]
+                if readout == "shared" and "own" in train_x and "shared" not in train_x:
+                    results[key] = results[f"probe/object_{name}"]  # the own readout is the shared one
                     continue
-                train, test = (train_x[readout], train_y), (test_x[readout], test_y)
+                train, test = (train_x.get(readout, none), train_y), (test_x.get(readout, none), test_y)
                 results[key] = _score(key, classify, train, test, len(data.box_classes))
     return results
 
