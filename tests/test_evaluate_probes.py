@@ -101,8 +101,12 @@ def test_converted_pkl_and_official_release_are_read(tmp_path, probe_args, capsy
 
 def test_random_init_takes_a_config_and_the_old_flag_names_the_new_form(tmp_path, probe_args, capsys):
     tool = _tool("evaluate_probes")
-    assert tool.main(["--random-init", str(TINY / "MoCoV2.yaml"), *probe_args]) == 0
-    assert "| random init (MoCoV2) | c4 |" in capsys.readouterr().out
+    torch.save(soco_fpn_checkpoint(randomize=False), tmp_path / "soco.pth")
+    argv = ["--random-init", str(TINY / "MoCoV2.yaml"), "--weights", f"soco={tmp_path / 'soco.pth'}"]
+    assert tool.main([*argv, *probe_args]) == 0
+    out = capsys.readouterr().out
+    assert "| random init (MoCoV2) | c4 |" in out
+    assert "note: no random-init row has the own readout of soco (fpn): add --random-init" in out
     old = ["--random-init", "--config-file", str(TINY / "MoCoV2.yaml"), *probe_args]
     with pytest.raises(SystemExit):
         tool.main(old)

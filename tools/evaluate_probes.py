@@ -143,6 +143,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = [probe_rows([row], data, settings, args.device, stride)[0] for row, stride in random_inits]
     stride_in_1x1 = bool(args.config_file) and cfg.MODEL.RESNETS.STRIDE_IN_1X1
     rows += probe_rows(named, data, settings, args.device, stride_in_1x1)
+    inits, trained = rows[: len(random_inits)], rows[len(random_inits) :]
+    unmatched = [f"{r.name} ({r.readout})" for r in trained if r.readout not in {i.readout for i in inits}]
+    if inits and unmatched:
+        print(
+            f"note: no random-init row has the own readout of {', '.join(unmatched)}: add --random-init with "
+            "the pretraining config of its method to compare its own columns with its initialisation"
+        )
     chance = chance_levels(data)
     print(markdown_table(rows, chance))
     if args.output:
