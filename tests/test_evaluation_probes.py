@@ -94,7 +94,8 @@ def test_an_undecodable_probe_image_is_left_out_and_counted(tmp_path, weights, c
         results = ProbeEvaluator(data, SETTINGS)(weights)
     assert 0 <= results["probe/image_knn"] <= 100
     assert data.image_train.failures[0].startswith("unreadable")
-    assert "probe image folder" in caplog.text and "1 of 6 images cannot be decoded" in caplog.text
+    assert "probe image folder" in caplog.text
+    assert "1 of 6 images cannot be decoded and are left out of the probes (1 unreadable;" in caplog.text
     assert "/folder/train: decoded 6 / 6 images" in caplog.text
     # no val image decodes: the probe failed, it is not a number
     images_only = _data(tmp_path / "images", with_boxes=False)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -185,12 +186,13 @@ def _decoded(split: ProbeSplit, indices: list[int]) -> list[int]:
         if time.perf_counter() - last > PROGRESS_SECONDS:
             last = time.perf_counter()
             logger.info("%s: decoded %d / %d images (%.0f s)", split.name, done, len(todo), last - start)
-    counts = comm.all_gather((sum(index in split.failures for index in todo), len(todo)))
-    failed, decoded = (sum(column) for column in zip(*counts, strict=True))
-    if failed and comm.is_main_process():
+    kinds = Counter(split.failures[i].split(":")[0] for i in todo if i in split.failures)
+    counts = comm.all_gather((kinds, len(todo)))
+    kinds, tried = sum((c for c, _ in counts), Counter()), sum(n for _, n in counts)
+    if kinds and comm.is_main_process():
         logger.error(
-            "%s: %d of %d images cannot be decoded and are left out of the probes (each is logged)",
-            split.name, failed, decoded,
+            "%s: %d of %d images cannot be decoded and are left out of the probes (%s; each is logged)",
+            split.name, kinds.total(), tried, ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items())),
         )  # fmt: skip
     return [i for i in indices if i not in split.failures]
 
