@@ -253,3 +253,11 @@ def test_real_photo_corpus(tmp_path):
     photos = write_photo_corpus(PHOTO_CACHE, tmp_path / "corpus", max_side=128)
     assert len(photos) >= 50
     assert max(Image.open(p).size[0] for p in photos) <= 128
+
+
+def test_demo_fine_tuning_config_has_one_class_per_demo_category():
+    import yaml
+
+    config_file = REPO / "detectron2_configs" / "demo" / "mask_rcnn_R18_FPN_demo.yaml"
+    config = yaml.safe_load(config_file.read_text())
+    assert config["MODEL"]["ROI_HEADS"]["NUM_CLASSES"] == len(CATEGORIES)

@@ -149,4 +149,4 @@ def test_demo_config_matches_the_tiny_soco_pretraining_architecture():
         assert demo.MODEL[group][name] == tiny.MODEL[group][name], key
     assert demo.INPUT.FORMAT == "RGB" and demo.MODEL.PIXEL_STD == [58.395, 57.12, 57.375]
     demo.merge_from_list(["MODEL.DEVICE", "cpu"])
-    assert build_model(demo).roi_heads.box_predictor.cls_score.out_features == 3 + 1
+    assert build_model(demo).roi_heads.box_predictor.cls_score.out_features == 10 + 1
