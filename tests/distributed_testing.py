@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from detectron2.layers import NaiveSyncBatchNorm
 from detectron2.utils import comm
 from pretrain_testing import run_pretraining
 
@@ -76,3 +77,11 @@ def launch_data_stream(config_file: str, out: Path, overrides: list[str], batche
     args = (config_file, overrides, batches, str(out))
     launch_processes(_record_stream_in_each_process, world_size, args=args)
     return [torch.load(out / f"stream.rank{rank}.pt") for rank in range(world_size)]
+
+
+def biased_running_stats(model: torch.nn.Module) -> set[str]:
+    """Detectron2's 2-D NaiveSyncBatchNorm updates ``running_var`` with the biased variance (and does not
+    count batches) when it synchronizes, unlike BatchNorm2d on one process: those buffers differ by design.
+    """
+    names = [name for name, module in model.named_modules() if isinstance(module, NaiveSyncBatchNorm)]
+    return {f"{name}.{buffer}" for name in names for buffer in ("running_var", "num_batches_tracked")}

@@ -18,8 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from detectron2.layers import NaiveSyncBatchNorm
-from distributed_testing import launch_data_stream, launch_pretraining
+from distributed_testing import biased_running_stats, launch_data_stream, launch_pretraining
 from pretrain_testing import run_pretraining, write_tiny_corpus
 
 from soco.modeling.queue import FeatureQueue
@@ -58,14 +57,6 @@ def _assert_final_weights_close(actual_dir: Path, expected_dir: Path, tol, skip:
             torch.testing.assert_close(actual[key], value, rtol=tol[0], atol=tol[1], msg=f"{key} differs")
 
 
-def _biased_running_stats(model: torch.nn.Module) -> set[str]:
-    """Detectron2's 2-D NaiveSyncBatchNorm updates ``running_var`` with the biased variance (and does not
-    count batches) when it synchronizes, unlike BatchNorm2d on one process: those buffers differ by design.
-    """
-    names = [name for name, module in model.named_modules() if isinstance(module, NaiveSyncBatchNorm)]
-    return {f"{name}.{buffer}" for name in names for buffer in ("running_var", "num_batches_tracked")}
-
-
 def _queue_rows_of_two_processes(single: torch.Tensor, written: int, global_batch: int) -> torch.Tensor:
     """The 1-process queue reordered as 2 processes gather a batch: rank 0's samples (stream positions
     0, 2, ...) then rank 1's (1, 3, ...), in every block of ``global_batch`` of the ``written`` rows (the
@@ -85,7 +76,7 @@ def test_soco_fpn_two_processes_equal_one_and_resume_exactly(corpus, tmp_path):
     two = launch_pretraining(config, tmp_path / "two", opts, float64=True)
     for name in ("total_loss", "lr", "tau"):
         _assert_scalars_close(two[0]["scalars"][name], single[name], name, TOL)
-    skip = _biased_running_stats(trainer.model)
+    skip = biased_running_stats(trainer.model)
     _assert_final_weights_close(tmp_path / "two", tmp_path / "one", TOL, skip)
 
     # kill after 2 iterations (the checkpoint), then --resume: the same losses and weights as straight through
@@ -134,7 +125,7 @@ def test_queues_are_gathered_across_processes(config, sync_bn, iters, corpus, tm
         assert written > 0
         expected = _queue_rows_of_two_processes(queue.features, written, global_batch=4)
         torch.testing.assert_close(two[0]["queues"][name], expected, rtol=TOL[0], atol=TOL[1], msg=name)
-    skip = _biased_running_stats(trainer.model) | {f"{name}.features" for name in single_queues}  # as above
+    skip = biased_running_stats(trainer.model) | {f"{name}.features" for name in single_queues}  # as above
     _assert_final_weights_close(tmp_path / "two", tmp_path / "one", TOL, skip)
 
 
