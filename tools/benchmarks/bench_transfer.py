@@ -39,6 +39,7 @@ def main() -> None:
     settings.transfer_modes = ("frozen", "full")
     # beside the output folder, which run_demo empties at its start
     log = args.output.with_name(f"{args.output.name}.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as stream, contextlib.redirect_stdout(stream):
         summary = run_demo(settings)
     print(format_summary(settings, summary))
