@@ -1,7 +1,7 @@
 """Probe curves of a pretraining run: read from its metrics.json, drawn with matplotlib (Agg).
 
-A failed probe (NaN: non-finite features) is never drawn as a value: it is a red cross on the x axis
-labelled "failed", and the curve breaks there.
+A failed probe (NaN: non-finite features) is never drawn as a value: it is a cross on the x axis in its
+curve's colour, labelled "<probe> failed", and the curve breaks there.
 """
 
 from __future__ import annotations
@@ -50,14 +50,14 @@ def plot_probe_curves(curves: dict[str, list[tuple[int, float]]], output_png: st
     panels = [(name, keys) for name, keys in panels if keys]
     figure, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
     for axis, (name, keys) in zip(axes[0], panels, strict=True):
-        failed_label = "failed"
         for key in keys:
             iterations, values = zip(*curves[key], strict=True)
-            axis.plot(iterations, values, marker="o", label=key.removeprefix("probe/"))
+            probe = key.removeprefix("probe/")
+            (line,) = axis.plot(iterations, values, marker="o", label=probe)
             failed = [it for it, value in curves[key] if math.isnan(value)]
             if failed:
-                axis.plot(failed, [0.0] * len(failed), "x", color="red", markersize=10, label=failed_label)
-                failed_label = None
+                zeros = [0.0] * len(failed)
+                axis.plot(failed, zeros, "x", color=line.get_color(), ms=10, label=f"{probe} failed")
         axis.set_title(name)
         axis.set_xlabel("iteration (0 = initialisation)")
         axis.set_ylabel("accuracy (%)")
