@@ -10,8 +10,9 @@ one process trains the same config and global batch. Printed, as markdown:
 * per-iteration ``total_loss`` of both runs (rank 0 logs the all-process mean) and their largest relative
   difference; the largest relative difference of any final weight (the ``running_var`` buffers of
   Detectron2's NaiveSyncBatchNorm are left out and counted: synchronized, they take the biased variance);
-* the data shards: the images each process draws in each iteration, disjoint across processes and
-  together the 1-process batch, which here covers the whole corpus;
+* the data shards: the images each process's loader (rebuilt after training, as training built it) draws
+  for each iteration, disjoint across processes and together the 1-process batch, which here is the whole
+  corpus;
 * wall times (process start-up included; the CPU is shared by all M x P processes).
 
 The script exits with status 1 when a check fails.
@@ -147,7 +148,8 @@ def compare(single: Path, multi: Path, world_size: int, global_batch: int) -> tu
         f"over {len(compared)} tensors "
         f"({sum(key.endswith('running_var') for key in skip)} running_var buffers of NaiveSyncBatchNorm left "
         "out: synchronized, they take the biased variance)",
-        f"- data: in every iteration the {world_size} processes drew disjoint shards "
+        f"- data (each process's training loader rebuilt after training and drawn again): in every "
+        f"iteration the {world_size} processes drew disjoint shards "
         f"({global_batch // world_size} image(s) each) that together are the 1-process batch: "
         f"{'yes' if shards_ok else 'NO'}; each batch is the whole {global_batch}-image corpus: "
         f"{'yes' if covering else 'NO'}",

@@ -134,7 +134,7 @@ def main() -> None:
             "tools/benchmarks/bench_transfer.py",
             *(["--quick"] if quick else ["--seeds", "3"]),
         ],
-        "Scale-out: 4 simulated machines x 2 processes (torchrun on localhost) against 1 process": [
+        "Scale-out: simulated machines x 2 processes (torchrun on localhost) against 1 process": [
             "tools/benchmarks/bench_multinode.py",
             *(["--machines", "2", "--iters", "2"] if quick else []),
         ],
