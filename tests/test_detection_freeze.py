@@ -167,13 +167,17 @@ def test_random_frozen_parts_are_the_seeds_init_for_every_weights_file_and_their
     assert torch.equal(pretrained[backbone_var], torch.as_tensor(weights["res3.0.conv1.norm.running_var"]))
 
 
-def test_calibration_leaves_the_random_streams_of_the_run_as_they_were(calibration_data):
-    _built([*calibration_data, "MODEL.FREEZE_PARTS", "['backbone']"])
+def test_calibration_changes_only_its_parts_and_leaves_the_random_streams_as_they_were(calibration_data):
+    calibrated = _built([*calibration_data, "MODEL.FREEZE_PARTS", "['backbone']"]).state_dict()
     after_calibration = torch.rand(4), np.random.rand(2)
-    _built(calibration_data)
+    plain = _built(calibration_data).state_dict()
     after_plain_build = torch.rand(4), np.random.rand(2)
     assert torch.equal(after_calibration[0], after_plain_build[0])
     assert np.array_equal(after_calibration[1], after_plain_build[1])
+    changed = {key for key in plain if key in calibrated and not torch.equal(plain[key], calibrated[key])}
+    # only the backbone's statistics: the BN of the trained parts (RPN, heads) keeps its initial state
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    assert changed and all(_in("backbone", k) and k.endswith(statistics) for k in changed), sorted(changed)
 
 
 def test_random_frozen_bn_that_cannot_be_calibrated_is_refused(calibration_data):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.layers import FrozenBatchNorm2d
+from detectron2.utils.events import EventStorage
 from detectron2.utils.file_io import PathManager
 from fvcore.nn.precise_bn import update_bn_stats
 from torch import nn
@@ -146,19 +147,22 @@ def calibrate_norms(
     num_batches: int,
 ) -> int:
     """Set the BN statistics of ``parts`` to their average over ``num_batches`` batches of
-    ``build_batches()`` (a training loader), the rest of ``model`` running inference unchanged (fvcore's
-    precise BN on those layers only); returns how many layers were calibrated. Meant for parts frozen at a
-    random initialisation, whose statistics would otherwise stay mean 0 / var 1 whatever their input. The
-    random generators (Python, NumPy, torch) are left as they were: the run's data order does not depend
+    ``build_batches()`` (a training loader): training forward passes without gradients (the box head sees
+    the RoIs it will train on; no mask pasting), in which only those BN layers are in train mode (fvcore's
+    precise BN updates those and no others). Returns how many layers were calibrated. Meant for parts frozen
+    at a random initialisation, whose statistics would otherwise stay mean 0 / var 1 whatever their input.
+    The random generators (Python, NumPy, torch) are left as they were: the run's data order does not depend
     on the calibration."""
     layers = norm_layers(model, parts)
     if not layers:
         return 0
     was_training = model.training
-    model.eval()
-    for layer in layers:
-        layer.train()  # update_bn_stats updates the layers in train mode, and only those
-    with _random_state_kept():
+    model.train()
+    chosen = {id(layer) for layer in layers}
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and id(module) not in chosen:
+            module.eval()  # keeps its statistics
+    with _random_state_kept(), EventStorage():  # the losses log to a storage that is dropped
         update_bn_stats(model, build_batches(), num_batches)
     model.train(was_training)
     logger.info(
