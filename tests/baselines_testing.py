@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import soco.modeling.moco  # noqa: F401
 import soco.modeling.swav  # noqa: F401
 from soco.config import add_soco_config
 from soco.engine.trainer import PretrainTrainer
+from soco.utils.metrics_file import read_metrics
 
 CONFIGS = Path(__file__).resolve().parents[1] / "soco" / "configs"
 
@@ -45,8 +45,8 @@ def assert_tiny_config_trains_and_resumes(config_file: Path, tmp_path: Path) -> 
     images = write_tiny_images(tmp_path / "images", count=6)
     opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(images)]
     assert_resume_matches(str(config_file), tmp_path, opts, total_iters=6)
-    with open(tmp_path / "straight" / "metrics.json") as f:
-        losses = [json.loads(line)["total_loss"] for line in f if "total_loss" in line]
+    metrics = read_metrics(tmp_path / "straight" / "metrics.json")
+    losses = [record["total_loss"] for record in metrics if "total_loss" in record]
     assert len(losses) == 6 and all(math.isfinite(v) for v in losses)
     assert (tmp_path / "straight" / "model_final.pth").is_file()
 

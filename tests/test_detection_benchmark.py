@@ -30,6 +30,7 @@ from soco.detection.benchmark_report import (
     t_quantile_975,
 )
 from soco.detection.trainer import PARAMETERS_FILE
+from soco.utils.metrics_file import read_metrics
 
 spec = importlib.util.spec_from_file_location("benchmark_transfer", REPO / "tools" / "benchmark_transfer.py")
 benchmark_transfer = importlib.util.module_from_spec(spec)
@@ -98,7 +99,7 @@ def test_every_init_and_seed_is_a_seeded_train_net_run_and_the_report_summarizes
         folder = output_dir / run["init"] / f"seed{run['seed']}"
         assert run["output_dir"] == str(folder) and json.loads((folder / RESULT_FILE).read_text()) == run
         assert f"SEED: {run['seed']}" in (folder / "config.yaml").read_text()
-        final = json.loads((folder / "metrics.json").read_text().splitlines()[-1])
+        final = read_metrics(folder / "metrics.json")[-1]
         assert run["bbox/AP"] == final["bbox/AP"] and run["segm/AP50"] == final["segm/AP50"]
         assert run["produced_predictions"] is True and run["resumed"] is False
         parameters = json.loads((folder / PARAMETERS_FILE).read_text())

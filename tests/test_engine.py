@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from soco.engine.pretrain import run_pretraining as pretrain_main
 from soco.engine.pretrain import setup_pretrain_cfg
 from soco.engine.schedule import resolve_schedule
 from soco.modeling.momentum import create_target, ema_update_
+from soco.utils.metrics_file import read_metrics
 from soco_proposals.image_io import DECODE_FAILURES
 
 BASE_CONFIG = Path(__file__).resolve().parents[1] / "soco" / "configs" / "Base-Pretrain.yaml"
@@ -130,7 +130,7 @@ def test_training_logs_tau_lr_and_writes_checkpoints(toy_config, image_root, tmp
     lrs = values["lr"]
     assert lrs[0] == pytest.approx(0.5 * 4 / 256 * 0.01)  # batch-scaled, warm-up from 1/100
     assert trainer.model.after_backward_iters == list(range(6))
-    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    metrics = read_metrics(out / "metrics.json")
     assert {"tau", "lr", "data_time", "total_loss"} <= set(metrics[-1])
     assert any("images_per_sec" in m for m in metrics)
     assert list(out.glob("events.out.tfevents.*")), "no TensorBoard event file"
@@ -216,8 +216,7 @@ def test_a_run_with_an_explicit_iteration_count_runs_it_and_says_so(toy_config, 
     opts += ["SOLVER.EPOCHS", "50", "SOLVER.MAX_ITER", "3", "SOLVER.WARMUP_ITERS", "1"]
     trainer = pretrain_main(pretrain_args(toy_config, opts))
     assert trainer.iter == 3
-    with open(out / "metrics.json") as f:
-        assert [json.loads(line)["iteration"] for line in f] == [0, 1, 2]
+    assert [record["iteration"] for record in read_metrics(out / "metrics.json")] == [0, 1, 2]
     log = (out / "log.txt").read_text()
     assert "SOLVER.MAX_ITER=3 replaces SOLVER.EPOCHS=50 (50 iterations)" in log
     assert "on 1 process(es): 4 images per process (GPU), global batch 4," in log
@@ -268,16 +267,15 @@ def test_a_bad_image_never_stops_training_and_is_reported(toy_config, tmp_path):
     opts = ["PRETRAIN.DATA.IMAGE_ROOT", str(root), "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2"]
     opts += ["SOLVER.WARMUP_ITERS", "1"]
     run_pretraining(toy_config, out, opts)
-    with open(out / "metrics.json") as f:
-        metrics = [json.loads(line) for line in f]
+    metrics = read_metrics(out / "metrics.json")
     totals = [m["data/skipped_images"] for m in metrics]
     assert len(totals) == 4 and totals == sorted(totals) and totals[-1] > 0
     per_kind = sum(metrics[-1][f"data/skipped_images/{kind}"] for kind in DECODE_FAILURES)
     assert per_kind == totals[-1]
-    run_pretraining(toy_config, tmp_path / "half", opts, stop_after_iter=3)  # killed after the checkpoint at 1
+    # killed after the checkpoint at iteration 1
+    run_pretraining(toy_config, tmp_path / "half", opts, stop_after_iter=3)
     run_pretraining(toy_config, tmp_path / "half", opts, resume=True)
-    with open(tmp_path / "half" / "metrics.json") as f:
-        resumed = [json.loads(line)["data/skipped_images"] for line in f]
+    resumed = [record["data/skipped_images"] for record in read_metrics(tmp_path / "half" / "metrics.json")]
     assert resumed[-1] == totals[-1], "the resumed run continues the count of the checkpoint"
 
 
@@ -304,6 +302,6 @@ def test_bf16_autocast_trains_on_cpu_and_logs_the_data_time_share(toy_config, im
     trainer, values = run_pretraining(toy_config, out, opts + ["SOLVER.AMP.PRECISION", "bfloat16"])
     assert trainer._trainer.precision is torch.bfloat16 and trainer._trainer.grad_scaler is None
     assert all(torch.isfinite(torch.tensor(list(values["total_loss"].values()))))
-    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    metrics = read_metrics(out / "metrics.json")
     shares = [m["data_time_share"] for m in metrics if "data_time_share" in m]
     assert shares and all(0 < share < 1 for share in shares)

@@ -1,7 +1,6 @@
 """The probe hook in real tiny pretraining runs: schedule, EventStorage, metrics.json, every method."""
 
 import importlib.util
-import json
 import math
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from soco.evaluation import (
     random_init_weights,
 )
 from soco.evaluation.plot import plot_probe_curves, read_probe_curves
+from soco.utils.metrics_file import read_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,17 +70,13 @@ def test_a_failed_probe_reaches_metrics_json_and_the_plot_as_nan_never_a_number(
         hook.before_train()
         writer.write()
     writer.close()
-    (row,) = _metrics(tmp_path)
+    (row,) = read_metrics(tmp_path / "metrics.json")
     assert math.isnan(row["probe/object_knn"]) and row["probe/image_knn"] == 40.0
     assert '"probe/object_knn": NaN' in (tmp_path / "metrics.json").read_text()
     curves = read_probe_curves(str(tmp_path / "metrics.json"))
     assert math.isnan(curves["probe/object_knn"][0][1])
     plot_probe_curves(curves, str(tmp_path / "probes.png"))
     assert (tmp_path / "probes.png").read_bytes()[:4] == b"\x89PNG"
-
-
-def _metrics(output_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (output_dir / "metrics.json").read_text().splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +122,8 @@ def test_probes_reach_metrics_json_at_init_every_period_and_the_end(
     trainer, recorded = run_pretraining(f"soco/configs/tiny/{config}", tmp_path / "out", overrides)
     history = trainer.storage.history("probe/object_knn").values()
     assert [it for _, it in history] == [0, 2, 4, 5]
-    rows = {row["iteration"]: row for row in _metrics(tmp_path / "out") if "probe/object_knn" in row}
+    metrics = read_metrics(tmp_path / "out" / "metrics.json")
+    rows = {row["iteration"]: row for row in metrics if "probe/object_knn" in row}
     assert sorted(rows) == [0, 2, 4, 5]
     for row in rows.values():
         assert {*PROBE_KEYS, "probe/seconds"} <= row.keys()
@@ -141,7 +138,7 @@ def test_probes_reach_metrics_json_at_init_every_period_and_the_end(
     (row,) = probe_rows([("init", config, initial)], evaluator.data, evaluator.settings, "cpu", stride_in_1x1)
     assert {key: row.results[key] for key in PROBE_KEYS} == {key: rows[0][key] for key in PROBE_KEYS}
     # the probes' own flushes lose no step: with LOG_PERIOD 1 every step's loss reaches metrics.json
-    losses = {row["iteration"] for row in _metrics(tmp_path / "out") if "total_loss" in row}
+    losses = {row["iteration"] for row in metrics if "total_loss" in row}
     assert losses == set(range(5)) if log_period == 1 else 4 in losses
     assert sorted(recorded["total_loss"]) == list(range(5))
     assert type(_probe_encoder(trainer)) is encoder

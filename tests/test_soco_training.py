@@ -13,6 +13,7 @@ from pretrain_testing import assert_resume_matches, run_pretraining, write_tiny_
 
 from soco.data import VIEW_GENERATOR_REGISTRY
 from soco.engine.pretrain import setup_pretrain_cfg
+from soco.utils.metrics_file import read_metrics
 from soco_proposals.image_list import list_images
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_tiny_pretraining_logs_pair_losses_and_checkpoints(variant, corpus, tmp_
     opts = data_opts(corpus) + ["SOLVER.MAX_ITER", "3"]
     trainer, scalars = run_pretraining(str(CONFIGS / "tiny" / f"{variant}.yaml"), tmp_path, opts)
     assert (tmp_path / "model_final.pth").is_file() and (tmp_path / "last_checkpoint").is_file()
-    metrics = [json.loads(line) for line in (tmp_path / "metrics.json").read_text().splitlines()]
+    metrics = read_metrics(tmp_path / "metrics.json")
     pair_losses = [k for k in metrics[-1] if k.startswith("loss_")]
     # Detectron2 logs the individual losses only when there are several (C4 has one pair: total_loss only)
     assert len(pair_losses) == {"SoCo_FPN": 2, "SoCo_FPN_Star": 3, "SoCo_C4": 0}[variant]

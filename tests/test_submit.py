@@ -212,7 +212,7 @@ def test_fine_tuning_job_trains_and_evaluates(tmp_path):
         "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", out,
     )  # fmt: skip
     assert job.result() == {"output_dir": str(out), "model_final": True}
-    final = json.loads((out / "metrics.json").read_text().splitlines()[-1])
+    final = read_metrics(out / "metrics.json")[-1]
     assert "bbox/AP" in final and "segm/AP" in final  # the evaluation after training ran
 
 

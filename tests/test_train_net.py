@@ -22,6 +22,7 @@ from transfer_testing import (
 )
 
 from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
+from soco.utils.metrics_file import read_metrics
 
 spec = importlib.util.spec_from_file_location("train_net", REPO / "tools" / "train_net.py")
 train_net = importlib.util.module_from_spec(spec)
@@ -75,7 +76,7 @@ def _finite_ap(results: dict) -> bool:
 def test_fine_tune_evaluate_and_resume(dataset, soco_weights, tmp_path):
     out = tmp_path / "run"
     train_net.main(_args(dataset, out, "MODEL.WEIGHTS", str(soco_weights), "SOLVER.MAX_ITER", "3"))
-    records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    records = read_metrics(out / "metrics.json")
     final = records[-1]
     assert math.isfinite(final["bbox/AP"]) and math.isfinite(final["segm/AP"]), final
     assert (out / "model_final.pth").is_file()
@@ -90,7 +91,7 @@ def test_fine_tune_evaluate_and_resume(dataset, soco_weights, tmp_path):
     assert _finite_ap(results), results
 
     train_net.main(_args(dataset, out, "SOLVER.MAX_ITER", "4", flags=["--resume"]))
-    records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    records = read_metrics(out / "metrics.json")
     train_iters = [r["iteration"] for r in records if "total_loss" in r]
     assert train_iters[-1] == 3 and train_iters == sorted(set(train_iters)), "resume restarted from 0"
     assert records[-1]["iteration"] == 4 and math.isfinite(records[-1]["segm/AP"])
@@ -123,7 +124,7 @@ def _fine_tune_on_builtin_dataset(config: str, datasets_root, weights, output_di
     }
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-4000:]
-    final = json.loads((output_dir / "metrics.json").read_text().splitlines()[-1])
+    final = read_metrics(output_dir / "metrics.json")[-1]
     return final, (output_dir / "log.txt").read_text()
 
 
@@ -174,7 +175,7 @@ def test_the_seed_makes_two_fine_tunes_equal(dataset, soco_weights, tmp_path):
         out = tmp_path / name
         extra = ["MODEL.WEIGHTS", str(soco_weights), "SOLVER.MAX_ITER", "2", "DATALOADER.NUM_WORKERS", "2"]
         train_net.main(_args(dataset, out, *extra, "SEED", str(seed)))
-        final = json.loads((out / "metrics.json").read_text().splitlines()[-1])
+        final = read_metrics(out / "metrics.json")[-1]
         return torch.load(out / "model_final.pth", map_location="cpu")["model"], final
 
     first, first_metrics = fine_tune("a", 7)
