@@ -17,7 +17,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from soco.data.build import STOP_SIGNALS, ignore_stop_signals
-from soco.engine.preemption import preemption_signal, stop_requested, stop_requests
+from soco.engine.preemption import preemption_signal, requeue_submitit_job, stop_requested, stop_requests
 from soco.engine.trainer import AtomicCheckpointer
 from soco.utils.metrics_file import read_metrics
 
@@ -113,5 +113,30 @@ def test_the_preemption_signal_setting(monkeypatch):
         assert preemption_signal("") == preemption_signal("SIGUSR2") == signal.SIGUSR2
         with pytest.raises(ValueError, match="this submitit job is warned by SIGUSR2"):
             preemption_signal("SIGTERM")
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+
+
+class _RecordingSubmititHandler(SignalHandler):
+    """submitit's handler class, recording the requeue it is asked for instead of requeueing."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def checkpoint_and_try_requeue(self, signum, frame=None) -> None:
+        self.calls.append(signum)
+
+
+def test_the_requeue_goes_through_submitits_handler_once_after_the_stop():
+    assert requeue_submitit_job(5) is None  # not a submitit job: the checkpoint is there, nothing to requeue
+    handler = _RecordingSubmititHandler()
+    previous = signal.signal(signal.SIGUSR2, handler.checkpoint_and_try_requeue)
+    try:
+        with stop_requests(signal.SIGUSR2):  # the job's own context, as in pretrain_entry
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert handler.calls == []  # the signal only asked for a stop
+        with pytest.raises(SystemExit) as exited:
+            requeue_submitit_job(5)  # process 0: submitit's handler, called once outside the signal
+        assert exited.value.code == 0 and handler.calls == [signal.SIGUSR2]
     finally:
         signal.signal(signal.SIGUSR2, previous)
