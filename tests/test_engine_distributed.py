@@ -147,6 +147,9 @@ def test_spawned_processes_get_the_backend_and_the_per_machine_group(tmp_path):
 def _release_drops_every_group() -> None:
     comm.create_local_process_group(2)
     comm.all_gather(dist.get_rank())  # caches Detectron2's gloo group: the world group here
+    cycle = [torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))]
+    cycle.append(cycle)  # a finished trainer's DDP model in a reference cycle holds the group too
+    del cycle
     held = [weakref.ref(dist.group.WORLD), weakref.ref(comm.get_local_process_group())]
     release_process_group()
     gc.collect()

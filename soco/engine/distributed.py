@@ -10,6 +10,7 @@ and Detectron2's per-machine group (``comm.get_local_rank()``, ``comm.get_local_
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -238,10 +239,12 @@ def release_process_group() -> None:
     thread with ``pthread_exit`` and the process aborts ("terminate called without an active exception",
     SIGABRT) after its work succeeded. Destroying the groups first joins those threads while Python still
     runs; for that, the references Detectron2's ``comm`` caches (its gloo group, the per-machine group)
-    are dropped too, else ``destroy_process_group`` leaves the group alive until shutdown.
+    are dropped too, and unreachable objects collected (a finished trainer's DDP model in a reference
+    cycle holds the group), else ``destroy_process_group`` leaves the group alive until shutdown.
     """
     if not dist.is_initialized():
         return
+    gc.collect()
     comm._get_global_gloo_group.cache_clear()
     comm.create_local_process_group.cache_clear()
     comm._LOCAL_PROCESS_GROUP = None
@@ -310,7 +313,7 @@ def launch_from_args(
       ``auto``: a free port on localhost, one machine only), or ``main_func`` in this process for one.
 
     The backend is that of ``device`` (default: ``MODEL.DEVICE`` of ``args.config_file`` and
-    ``args.opts``). Returns ``main_func``'s result when it ran in this process, else ``None``.
+    ``args.opts``). Returns ``main_func``'s result when it ran alone, else ``None``.
     """
     device = device or config_device(args.config_file, args.opts)
     environment = job_environment()
@@ -343,5 +346,7 @@ def launch_from_args(
     args.num_gpus, args.num_machines = environment.local_world_size, environment.num_machines
     args.machine_rank, args.dist_url = environment.machine_rank, "env://"
     result = main_func(args)
-    release_process_group()
+    if dist.is_initialized():
+        result = None  # a returned trainer's DDP model would hold the group past release_process_group
+        release_process_group()
     return result
