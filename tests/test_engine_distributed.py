@@ -14,6 +14,7 @@ from detectron2.engine import default_argument_parser
 from detectron2.utils import comm
 from distributed_testing import run_distributed
 
+from soco.engine import distributed
 from soco.engine.distributed import (
     JobEnvironment,
     add_launcher_arguments,
@@ -87,6 +88,21 @@ def test_the_device_is_read_from_the_config_its_bases_and_the_overrides(tmp_path
 def test_the_backend_follows_the_device_not_the_machine():
     assert process_group_backend("cpu") == "gloo"
     assert process_group_backend("cuda") == process_group_backend(torch.device("cuda", 1)) == "nccl"
+
+
+def test_a_cpu_run_on_a_gpu_machine_gets_gloo(monkeypatch):
+    """Detectron2's launch picks NCCL whenever the machine has a GPU, even for ``MODEL.DEVICE cpu``."""
+    started = []
+
+    def start_processes(worker, nprocs: int, args: tuple, daemon: bool) -> None:
+        started.append((nprocs, args[2]))  # (main_func, its args, backend, ...)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(distributed.mp, "start_processes", start_processes)
+    launch_processes(_refuse, 2, args=(None,), device="cpu")
+    launch_processes(_refuse, 4, num_machines=2, dist_url="tcp://node0:1234", args=(None,), device="cpu")
+    launch_processes(_refuse, 2, args=(None,), device="cuda")
+    assert started == [(2, "gloo"), (4, "gloo"), (2, "nccl")]
 
 
 def _refuse(args: argparse.Namespace) -> None:
