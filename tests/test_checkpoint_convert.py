@@ -3,6 +3,7 @@ model of the matching bundled config with every transferred tensor in place (FPN
 
 import re
 
+import numpy as np
 import pytest
 import torch
 from transfer_testing import (
@@ -112,3 +113,11 @@ def test_written_pkl_has_the_detectron2_layout(tmp_path):
     assert set(loaded) == {"model", "__author__", "matching_heuristics"}
     assert all(type(v).__module__ == "numpy" for v in loaded["model"].values())
     assert "res5.2.conv3.norm.running_var" in loaded["model"]
+
+
+def test_converted_arrays_share_no_memory_with_the_checkpoint():
+    checkpoint = torchvision_resnet(18)
+    weights, _ = convert_checkpoint(checkpoint)
+    before = weights["stem.conv1.weight"].copy()
+    checkpoint["conv1.weight"].add_(1.0)  # changed in place, as a live model's parameter is by training
+    assert np.array_equal(weights["stem.conv1.weight"], before)

@@ -76,8 +76,10 @@ def format_drops(dropped: list[tuple[str, str]], verbose: bool = False, noun: st
 
 
 def _to_numpy(key: str, value: Any) -> np.ndarray:
+    """``value`` as a numpy array of its own: a copy, never a view of the checkpoint's tensor, which may be
+    a live model's parameter that training goes on changing in place."""
     if isinstance(value, (np.ndarray, torch.Tensor)):
-        return as_numpy(value)
+        return np.array(as_numpy(value), copy=True)
     raise TypeError(f"{key!r} holds a {type(value).__name__}, expected a tensor or numpy array")
 
 
@@ -96,7 +98,8 @@ def convert_checkpoint(
     """Convert a loaded checkpoint to ``{Detectron2 suffix name: numpy array}``.
 
     ``keep="backbone"`` keeps only ``stem.*``/``res2..5.*``; ``"all"`` also keeps the FPN and box head
-    when the checkpoint has them. Unknown keys, missing tensors and inconsistent shapes raise.
+    when the checkpoint has them. Unknown keys, missing tensors and inconsistent shapes raise. The arrays
+    are copies: they share no memory with ``checkpoint`` (a live model's ``state_dict()`` included).
     """
     if keep not in KEEP_CHOICES:
         raise ValueError(f"keep must be one of {KEEP_CHOICES}, got {keep!r}")

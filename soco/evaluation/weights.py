@@ -17,7 +17,8 @@ __all__ = ["model_weights", "read_weights"]
 
 
 def model_weights(model: nn.Module) -> dict[str, np.ndarray]:
-    """The online network of a pretraining model (not DDP-wrapped), converted to Detectron2 names."""
+    """The online network of a pretraining model (not DDP-wrapped), converted to Detectron2 names: copies,
+    which keep their values while the model trains on."""
     weights, _ = convert_checkpoint({"model": model.state_dict()}, "soco", source="the training model")
     return weights
 
