@@ -263,3 +263,29 @@ def test_eval_only_job_evaluates_the_given_weights_not_the_last_checkpoint(tmp_p
     assert task.args.eval_only and not task.args.resume
     results = task.entry(task.args)  # the task's own process would run exactly this
     assert set(results) == {"bbox", "segm"}  # the evaluation of the one test set
+
+
+def test_cpu_tasks_need_a_cpu_device_and_say_so_before_submitting(tmp_path, monkeypatch, capsys):
+    """``--gpus-per-node 0``: a MODEL.DEVICE other than cpu (override, config file or Detectron2's default
+    cuda) is refused before submission, never replaced; MODEL.DEVICE cpu is submitted as given."""
+    submitted = []
+
+    def capture(executor, task):
+        submitted.append(task)
+        return argparse.Namespace(job_id="0")
+
+    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
+    config = REPO / "detectron2_configs" / "coco" / "mask_rcnn_R_50_FPN_1x_scratch.yaml"  # sets no device
+    common = ("finetune", "--cluster", "local", "--gpus-per-node", "0", "--config-file", config)
+    for device in ("cuda", "cuda:1"):
+        opts = ["MODEL.DEVICE", device] if device != "cuda" else []
+        refused = f"--gpus-per-node 0 gives the tasks no GPU, but MODEL.DEVICE is '{device}'"
+        with pytest.raises(ValueError, match=refused):
+            _submit(*common, *opts, "OUTPUT_DIR", tmp_path)
+    assert not submitted
+    _submit(*common, "MODEL.DEVICE", "cpu", "OUTPUT_DIR", tmp_path)
+    (task,) = submitted
+    assert task.args.opts == ["MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        _submit("finetune", "--help")
+    assert "0: CPU tasks, which need MODEL.DEVICE cpu" in " ".join(capsys.readouterr().out.split())

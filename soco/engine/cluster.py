@@ -221,7 +221,8 @@ class _TrainingJob:
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--config-file", required=True)
         parser.add_argument("--nodes", type=int, default=1)
-        parser.add_argument("--gpus-per-node", type=int, default=8, help="one task per GPU (0: CPU tasks)")
+        gpus_help = "one task per GPU (0: CPU tasks, which need MODEL.DEVICE cpu)"
+        parser.add_argument("--gpus-per-node", type=int, default=8, help=gpus_help)
         parser.add_argument("--tasks-per-node", type=int, default=None, help="default: --gpus-per-node, or 1")
         cls.add_job_arguments(parser)
         parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE overrides, OUTPUT_DIR included")
@@ -234,6 +235,13 @@ class _TrainingJob:
         fields |= {"resume": True, "eval_only": False, "num_gpus": tasks_per_node, "num_machines": args.nodes}
         fields |= {"machine_rank": 0, "dist_url": "env://", **cls.job_args(args)}
         fields["opts"], output_dir = absolute_output_dir(fields["opts"])
+        device = config_device(fields["config_file"], fields["opts"])
+        if args.gpus_per_node == 0 and not device.startswith("cpu"):
+            raise ValueError(
+                f"--gpus-per-node 0 gives the tasks no GPU, but MODEL.DEVICE is {device!r} (from "
+                f"{args.config_file}, its overrides or Detectron2's default); add MODEL.DEVICE cpu to the "
+                "overrides, or give --gpus-per-node 1 or more"
+            )
         resources = resources_from_args(args, output_dir / "submitit", f"soco-{args.command}", cpus=10)
         resources.nodes, resources.gpus_per_node = args.nodes, args.gpus_per_node
         resources.tasks_per_node = tasks_per_node
