@@ -235,8 +235,8 @@ class _TrainingJob:
         fields |= {"resume": True, "eval_only": False, "num_gpus": tasks_per_node, "num_machines": args.nodes}
         fields |= {"machine_rank": 0, "dist_url": "env://", **cls.job_args(args)}
         fields["opts"], output_dir = absolute_output_dir(fields["opts"])
-        device = config_device(fields["config_file"], fields["opts"])
-        if args.gpus_per_node == 0 and not device.startswith("cpu"):
+        device = config_device(fields["config_file"], fields["opts"]) if args.gpus_per_node == 0 else ""
+        if device and not device.startswith("cpu"):  # CPU tasks on another device
             raise ValueError(
                 f"--gpus-per-node 0 gives the tasks no GPU, but MODEL.DEVICE is {device!r} (from "
                 f"{args.config_file}, its overrides or Detectron2's default); add MODEL.DEVICE cpu to the "
