@@ -8,6 +8,7 @@ e.g. SoCo's zero-initialised residual gammas): the weights the online probes mea
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -20,9 +21,12 @@ from detectron2.utils.env import seed_all_rng
 
 from soco_proposals.fileio import atomic_write_text
 
+from .datasets import ProbeSplit
 from .encoder import READOUTS
 from .probes import PROBE_KEYS, ProbeData, ProbeEvaluator, ProbeSettings
 from .weights import model_weights
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["PROBE_COLUMNS", "ProbeRow", "chance_levels", "config_weights", "markdown_table", "probe_rows",
            "random_init_weights", "write_rows_json"]  # fmt: skip
@@ -76,8 +80,17 @@ def probe_rows(
     return rows
 
 
+def _decoded_labels(split: ProbeSplit) -> np.ndarray:
+    """(L,) labels of the images of ``split`` that decode (decoding any not decoded yet, once): the probes
+    leave the others out, and so must their chance level."""
+    labels = [split.sample_labels(i) for i in range(len(split)) if split[i] is not None]
+    return np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+
+
 def chance_levels(data: ProbeData) -> dict[str, float]:
-    """Accuracy in percent of always answering the most frequent training class, per probe."""
+    """Accuracy in percent of always answering the most frequent training class, per probe, over the
+    images that decode (those the probes use); a probe with no decoded training or test label has none
+    (left out, with an error line)."""
     chance = {}
     object_keys = [key for key in PROBE_KEYS if key.startswith("probe/object_")]
     for keys, train, test in (
@@ -86,8 +99,13 @@ def chance_levels(data: ProbeData) -> dict[str, float]:
     ):
         if train is None:
             continue
-        train_labels = np.concatenate([train.sample_labels(i) for i in range(len(train))])
-        test_labels = np.concatenate([test.sample_labels(i) for i in range(len(test))])
+        train_labels, test_labels = _decoded_labels(train), _decoded_labels(test)
+        if not len(train_labels) or not len(test_labels):
+            logger.error(
+                "%s: no chance level: %d training and %d test labels of decoded images",
+                ", ".join(keys), len(train_labels), len(test_labels),
+            )  # fmt: skip
+            continue
         majority = np.bincount(train_labels).argmax()
         chance |= {key: float((test_labels == majority).mean() * 100) for key in keys}
     return chance
