@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from detectron2.modeling import build_model
 
 from soco.checkpoint import (
     PART_MODEL_KEYS,
@@ -51,9 +50,9 @@ from soco.data.datasets import (
 from soco.utils.metrics_file import read_metrics
 from soco_proposals.fileio import atomic_write_text
 
-from .config import load_transfer_config
 from .freeze import check_parts, needs_calibration
 from .trainer import PARAMETERS_FILE
+from .transfer_check import cpu_transfer_model
 
 logger = logging.getLogger(__name__)
 
@@ -208,13 +207,12 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
     if not Path(spec.config_file).is_file():
         raise FileNotFoundError(f"--config-file {spec.config_file!r} does not exist")
     user_datasets = register_coco_format_datasets(spec.register_coco)
-    cfg = load_transfer_config(spec.config_file, [*spec.opts, "MODEL.DEVICE", "cpu"])
+    cfg, model = cpu_transfer_model(spec.config_file, spec.opts)
     check_num_classes(cfg, registered_box_counts(user_datasets))
     if len(cfg.DATASETS.TEST) != 1:
         raise ValueError(
             f"DATASETS.TEST is {tuple(cfg.DATASETS.TEST)}; the benchmark evaluates on one dataset"
         )
-    model = build_model(cfg)
     try:
         check_parts(model, spec.freeze)
     except ValueError as error:
