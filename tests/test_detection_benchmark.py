@@ -233,6 +233,13 @@ def test_bad_input_stops_before_any_training(inputs, tmp_path, monkeypatch, caps
     with pytest.raises(ValueError, match=fit):
         benchmark_transfer.main(_argv(inputs, out, "--weights", f"wrong={wrong}"))
 
+    headless = tmp_path / "no_backbone.pkl"
+    head = {k: v for k, v in inputs["converted"].items() if not k.startswith(("stem.", "res"))}
+    save_pickle(detectron2_payload(head), str(headless))
+    refused = re.escape(f"--weights fpn={headless}: none of its ") + ".* is a backbone one"
+    with pytest.raises(ValueError, match=refused):
+        benchmark_transfer.main(_argv(inputs, out, "--weights", f"fpn={headless}"))
+
     with pytest.raises(ValueError, match="the name 'soco' is given twice"):
         benchmark_transfer.main(_argv(inputs, out, "--weights", good, "--weights", "soco="))
     with pytest.raises(ValueError, match="--seeds must be at least 1"):

@@ -3,6 +3,7 @@ fine-tune (precise BN included) leaves their weights and statistics exactly as l
 
 import importlib.util
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -28,7 +29,7 @@ from soco.checkpoint import (
 )
 from soco.data import register_coco_format_datasets
 from soco.detection import TransferTrainer, load_transfer_config
-from soco.detection.freeze import freeze_parts, frozen_part_names
+from soco.detection.freeze import freeze_parts, frozen_part_names, held_parts
 
 spec = importlib.util.spec_from_file_location("train_net", REPO / "tools" / "train_net.py")
 train_net = importlib.util.module_from_spec(spec)
@@ -198,3 +199,24 @@ def test_frozen_part_names_include_the_stages_freeze_at_freezes():
     at_2 = ("MODEL.BACKBONE.FREEZE_AT", "2")
     assert names(*at_2, "MODEL.FREEZE_PARTS", "['fpn']") == ["backbone.stem", "backbone.res2", "fpn"]
     assert names(*at_2, "MODEL.FREEZE_PARTS", "['backbone', 'fpn']") == ["backbone", "fpn"]
+
+
+def test_a_weights_file_without_a_backbone_is_refused_naming_the_file(soco_weights, tmp_path):
+    assert held_parts(soco_weights) == ["backbone", "fpn", "box_head"]
+    weights, _ = convert_checkpoint(soco_fpn_checkpoint(randomize=False))
+    headless = tmp_path / "fpn_and_box_head.pkl"
+    head = {k: v for k, v in weights.items() if not _in("backbone", k)}
+    save_pickle(detectron2_payload(head), str(headless))
+    refused = re.escape(f"MODEL.WEIGHTS {headless}: none of its {len(head)} tensor names is a backbone one")
+    with pytest.raises(ValueError, match=refused):
+        held_parts(str(headless))
+
+
+def test_a_caffe2_imagenet_file_holds_the_backbone_under_detectron2_names(tmp_path):
+    """Detectron2's ImageNet models (``detectron2://ImageNetPretrained/MSRA/R-50.pkl``) name their blobs the
+    Caffe2 way; ``DetectionCheckpointer`` renames them, and so does the count of held parts."""
+    path = tmp_path / "R-50.pkl"
+    blobs = {"conv1_w": (2, 3, 7, 7), "res2_0_branch2a_w": (2, 2, 1, 1), "fc1000_w": (3, 2)}
+    with open(path, "wb") as f:
+        pickle.dump({name: np.zeros(shape, np.float32) for name, shape in blobs.items()}, f)
+    assert held_parts(str(path)) == ["backbone"]

@@ -9,7 +9,7 @@ model tensors of the transferred parts stay at their initialisation.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -49,11 +49,27 @@ class TransferCheck:
         return "\n".join(lines)
 
 
-def transferred_parts(names: Iterable[str]) -> list[str]:
+def _parts_named(names: Sequence[str]) -> list[str]:
+    """The parts of ``PART_MODEL_KEYS`` with at least one of ``names``, in that order."""
+    return [part for part, key in PART_MODEL_KEYS.items() if any(key.search(n) for n in names)]
+
+
+def transferred_parts(names: Iterable[str], source: str) -> list[str]:
     """The parts of ``PART_MODEL_KEYS`` that checkpoint names (converted suffixes or full model keys)
-    hold, in that order; the backbone always (it is what every pretraining transfers)."""
+    hold, in that order.
+
+    Raises ``ValueError`` naming ``source`` when no name is a backbone tensor (``stem.*``, ``res2..5.*``):
+    every pretraining transfers its backbone, so such a file is a wrong one (counting the backbone as held
+    would leave a frozen backbone at a random initialisation that nobody calibrates).
+    """
     names = list(names)
-    return [p for p, key in PART_MODEL_KEYS.items() if p == "backbone" or any(key.search(n) for n in names)]
+    parts = _parts_named(names)
+    if "backbone" not in parts:
+        raise ValueError(
+            f"{source}: none of its {len(names)} tensor names is a backbone one (stem.*, res2..5.*; "
+            f"e.g. {names[:3]}): a pretraining's weights always hold the backbone; is it the right file?"
+        )
+    return parts
 
 
 def check_transfer(
@@ -68,7 +84,8 @@ def check_transfer(
         if key in model_state:
             check.loaded[key] = source_of[id(value)]
     check.unused = sorted(set(tensors) - set(check.loaded.values()))
-    wanted = [PART_MODEL_KEYS[part] for part in transferred_parts(weights)]
+    # the backbone always: weights without one report every backbone key missing
+    wanted = [PART_MODEL_KEYS[part] for part in dict.fromkeys(["backbone", *_parts_named(list(weights))])]
     for key, model_value in model_state.items():
         if key in check.loaded or not any(p.search(key) for p in wanted):
             continue

@@ -227,12 +227,13 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--weights {name}={path}: the file does not exist")
         weights = _state_dict_of(path)
+        parts = transferred_parts(weights, f"--weights {name}={path}")  # refuses a file without a backbone
         check = check_transfer(model_state, weights)
         if not check.ok:
             raise ValueError(
                 f"--weights {name}={path} does not fit the model of {spec.config_file}:\n{check.summary()}"
             )
-        held[name] = ["backbone"] if spec.backbone_only else transferred_parts(weights)
+        held[name] = ["backbone"] if spec.backbone_only else parts
         hashes[name] = file_sha256(path)
     random_parts = {name: tuple(p for p in spec.freeze if p not in held[name]) for name in spec.weights}
     for name, parts in random_parts.items():

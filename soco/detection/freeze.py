@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
+from detectron2.checkpoint.c2_model_loading import convert_basic_c2_names
 from detectron2.config import CfgNode
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.utils.events import EventStorage
@@ -97,12 +98,18 @@ def frozen_part_names(cfg: CfgNode) -> list[str]:
 
 def held_parts(weights: str, trust_pickle: bool = False) -> list[str]:
     """The parts of ``PART_MODEL_KEYS`` a weights file (``MODEL.WEIGHTS``) holds; none for "" (random
-    init)."""
+    init). A file without backbone tensors is refused (:func:`~soco.checkpoint.transferred_parts`)."""
     if not weights:
         return []
-    payload = load_checkpoint(PathManager.get_local_path(weights), trust_pickle=trust_pickle)
-    state = payload.get("model", payload) if isinstance(payload, dict) else {}
-    return transferred_parts(state)
+    path = PathManager.get_local_path(weights)
+    payload = load_checkpoint(path, trust_pickle=trust_pickle)
+    if not isinstance(payload, dict):
+        raise ValueError(f"MODEL.WEIGHTS {weights}: a {type(payload).__name__}, expected a dict of tensors")
+    names = list(payload.get("model", payload))
+    if path.endswith(".pkl") and not ("model" in payload and "__author__" in payload):
+        # a Caffe2 / Detectron1 file (Detectron2's ImageNet models): DetectionCheckpointer renames its tensors
+        names = convert_basic_c2_names(list(payload.get("blobs", payload)))
+    return transferred_parts(names, f"MODEL.WEIGHTS {weights}")
 
 
 def norm_layers(
