@@ -12,19 +12,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from soco.checkpoint import convert_file, save_torch, torchvision_payload
-from soco.checkpoint.cli import converter_parser
+from soco.checkpoint import save_torch, torchvision_payload
+from soco.checkpoint.cli import write_backbone
 from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = converter_parser(__doc__, "torchvision backbone to write (.pth)")
-    args = parser.parse_args(argv)
-    weights, report = convert_file(args.input, args.format, "backbone", args.trust_pickle)
-    print(report.summary(args.verbose))
-    save_torch(torchvision_payload(weights), args.output)
-    print(f"wrote {args.output}")
-    return 0
+    return write_backbone(
+        argv, __doc__, "torchvision backbone to write (.pth)", torchvision_payload, save_torch
+    )
 
 
 if __name__ == "__main__":

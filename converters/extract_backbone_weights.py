@@ -13,19 +13,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from soco.checkpoint import backbone_payload, convert_file, save_weights
-from soco.checkpoint.cli import converter_parser
+from soco.checkpoint import backbone_payload, save_weights
+from soco.checkpoint.cli import write_backbone
 from soco.utils.cli import run
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = converter_parser(__doc__, "backbone weights to write (a torch file, or .safetensors)")
-    args = parser.parse_args(argv)
-    weights, report = convert_file(args.input, args.format, "backbone", args.trust_pickle)
-    print(report.summary(args.verbose))
-    save_weights(backbone_payload(weights), args.output)
-    print(f"wrote {args.output}")
-    return 0
+    return write_backbone(
+        argv,
+        __doc__,
+        "backbone weights to write (a torch file, or .safetensors)",
+        backbone_payload,
+        save_weights,
+    )
 
 
 if __name__ == "__main__":
