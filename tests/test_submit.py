@@ -42,6 +42,19 @@ def _submit(*argv: str) -> list:
     return args.kind.submit(args)
 
 
+@pytest.fixture
+def submitted(monkeypatch) -> list:
+    """The tasks submitted to any executor, captured instead of run (each gets job id "0")."""
+    tasks = []
+
+    def capture(executor, task):
+        tasks.append(task)
+        return argparse.Namespace(job_id="0")
+
+    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
+    return tasks
+
+
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> list[str]:
     return write_tiny_corpus(tmp_path_factory.mktemp("corpus"))
@@ -239,20 +252,13 @@ def test_transfer_benchmark_job_runs_the_benchmark(tmp_path, monkeypatch):
                 "--seeds", "1", tmp_path / "b2")  # fmt: skip
 
 
-def test_eval_only_job_evaluates_the_given_weights_not_the_last_checkpoint(tmp_path, monkeypatch):
+def test_eval_only_job_evaluates_the_given_weights_not_the_last_checkpoint(tmp_path, submitted):
     """The job's task (captured at submission, run here) must not resume: OUTPUT_DIR's last_checkpoint
     names a file that is not there, so reading it instead of MODEL.WEIGHTS would fail."""
     json_file, images = map(str, write_tiny_coco_dataset(tmp_path / "shapes", num_images=2))
     out = tmp_path / "eval"
     out.mkdir()
     (out / "last_checkpoint").write_text("model_of_an_earlier_training.pth")
-    submitted = []
-
-    def capture(executor, task):
-        submitted.append(task)
-        return argparse.Namespace(job_id="0")
-
-    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
     _submit(
         "finetune", "--cluster", "local", "--gpus-per-node", "0", "--eval-only",
         "--register-coco", "eval_only_val", json_file, images,
@@ -265,16 +271,9 @@ def test_eval_only_job_evaluates_the_given_weights_not_the_last_checkpoint(tmp_p
     assert set(results) == {"bbox", "segm"}  # the evaluation of the one test set
 
 
-def test_cpu_tasks_need_a_cpu_device_and_say_so_before_submitting(tmp_path, monkeypatch, capsys):
+def test_cpu_tasks_need_a_cpu_device_and_say_so_before_submitting(tmp_path, submitted, capsys):
     """``--gpus-per-node 0``: a MODEL.DEVICE other than cpu (override, config file or Detectron2's default
     cuda) is refused before submission, never replaced; MODEL.DEVICE cpu is submitted as given."""
-    submitted = []
-
-    def capture(executor, task):
-        submitted.append(task)
-        return argparse.Namespace(job_id="0")
-
-    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
     config = REPO / "detectron2_configs" / "coco" / "mask_rcnn_R_50_FPN_1x_scratch.yaml"  # sets no device
     common = ("finetune", "--cluster", "local", "--gpus-per-node", "0", "--config-file", config)
     for device in ("cuda", "cuda:1"):
