@@ -8,7 +8,8 @@ a small ImageFolder probe set (the demo's ``data/probe_images``), on the CPU; a 
 Each (weights, protocol, seed) trains ``soco/configs/tiny/Linear.yaml`` (ResNet-18, batch 16,
 lr 30 x 16 / 256) for ``--epochs`` epochs with lr x0.1 at 60 % and 80 % of them, 96 px crops of 110 px-resized
 images (the demo probes' size), in ``OUTPUT/<name>_<protocol>_seed<seed>``; a folder that already holds
-``linear_results.json`` is reused, not retrained. ``name=`` (no path) is the random-initialisation baseline.
+``linear_results.json`` is reused, not retrained (``--setting swav``: ``..._swav_seed<seed>``).
+``name=`` (no path) is the random-initialisation baseline.
 Seconds per epoch: the mean step time in ``metrics.json`` x iterations per epoch (training steps only;
 evaluation and, for cached features, the one-off extraction come on top).
 """
@@ -30,9 +31,19 @@ from soco.utils import read_metrics
 REPO = Path(__file__).resolve().parents[2]
 TINY = str(REPO / "soco" / "configs" / "tiny" / "Linear.yaml")
 PROTOCOLS = ("reference", "cached_features")
+#: ``--setting``: the optimiser overrides of each published setting (MoCo's is the tiny config's own).
+SETTINGS = {
+    "moco": [],
+    "swav": [
+        "SOLVER.BASE_LR", "0.3", "SOLVER.WEIGHT_DECAY", "1e-6", "SOLVER.WEIGHT_DECAY_1D", "1e-6",
+        "LINEAR.LR_SCHEDULE", "cosine",
+    ],
+}  # fmt: skip
 
 
-def _opts(weights: str, probe: str, protocol: str, seed: int, epochs: int, output: Path) -> list[str]:
+def _opts(
+    weights: str, probe: str, protocol: str, setting: str, seed: int, epochs: int, output: Path
+) -> list[str]:
     init = ["MODEL.WEIGHTS", weights] if weights else ["LINEAR.RANDOM_INIT", "True"]
     steps = f"({int(epochs * 0.6)}, {int(epochs * 0.8)})"
     return [
@@ -41,6 +52,7 @@ def _opts(weights: str, probe: str, protocol: str, seed: int, epochs: int, outpu
         "SOLVER.EPOCHS", str(epochs), "LINEAR.STEP_EPOCHS", steps,
         "LINEAR.EVAL_PERIOD_EPOCHS", str(epochs), "LINEAR.CHECKPOINT_PERIOD_EPOCHS", str(epochs),
         "LINEAR.DATA.CROP_SIZE", "96", "LINEAR.DATA.RESIZE_SIZE", "110", "OUTPUT_DIR", str(output),
+        *SETTINGS[setting],
     ]  # fmt: skip
 
 
@@ -73,6 +85,12 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=list(PROTOCOLS), choices=PROTOCOLS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument(
+        "--setting",
+        choices=sorted(SETTINGS),
+        default="moco",
+        help="moco: lr 30 x batch / 256, step; swav: lr 0.3 x batch / 256, wd 1e-6, cosine",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
@@ -81,9 +99,11 @@ def main() -> None:
         for protocol in args.protocols:
             top1, top5, per_epoch = [], [], []
             for seed in args.seeds:
-                run = args.output / f"{name}_{protocol}_seed{seed}"
+                setting = "" if args.setting == "moco" else f"_{args.setting}"
+                run = args.output / f"{name}_{protocol}{setting}_seed{seed}"
                 if not (run / RESULTS_FILE).is_file():
-                    run_linear(_run_args(_opts(path, args.probe, protocol, seed, args.epochs, run)))
+                    opts = _opts(path, args.probe, protocol, args.setting, seed, args.epochs, run)
+                    run_linear(_run_args(opts))
                 result = json.loads((run / RESULTS_FILE).read_text())
                 top1.append(result["top1"])
                 top5.append(result["top5"])
@@ -93,7 +113,7 @@ def main() -> None:
                 f"{statistics.fmean(per_epoch):.2f} |"
             )
     load = " ".join(f"{value:.1f}" for value in os.getloadavg())
-    print(f"\n{args.epochs} epochs, seeds {args.seeds}; load average {load}\n")
+    print(f"\n{args.setting} setting, {args.epochs} epochs, seeds {args.seeds}; load average {load}\n")
     print("| weights | protocol | top-1 (%) | top-5 (%) | s / epoch (training steps) |")
     print("|---|---|---|---|---|")
     print("\n".join(rows))
