@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torchvision
 from linear_testing import TINY_CONFIG
+from transfer_testing import moco_release
 
 from soco.checkpoint import CheckpointLayoutError, detectron2_payload, save_pickle
 from soco.engine.linear import EpochwiseLR, build_linear_classifier, load_backbone_weights, load_linear_cfg
@@ -72,6 +74,18 @@ def test_converted_pkl_loads_into_every_backbone_tensor(tmp_path):
     for name, value in model.backbone.state_dict().items():
         if not name.endswith("num_batches_tracked"):
             np.testing.assert_array_equal(value.numpy(), weights[name])
+
+
+def test_official_moco_release_loads_its_query_encoder(tmp_path):
+    resnet18 = torchvision.models.resnet18(weights=None).state_dict()
+    torch.save(moco_release(resnet18), tmp_path / "moco_v2_200ep_pretrain.pth.tar")
+    model = build_linear_classifier(
+        _cfg("MODEL.WEIGHTS", str(tmp_path / "moco_v2_200ep_pretrain.pth.tar")), 3
+    )
+    torch.testing.assert_close(
+        model.backbone.res4[1].conv2.norm.running_var, resnet18["layer3.1.bn2.running_var"]
+    )
+    torch.testing.assert_close(model.backbone.stem.conv1.weight, resnet18["conv1.weight"])
 
 
 def test_weights_missing_a_backbone_tensor_are_refused_naming_it(tmp_path):

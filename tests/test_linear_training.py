@@ -117,7 +117,8 @@ def test_a_backbone_that_moves_fails_the_check_after_the_first_epoch(splits, tmp
 
 def test_cached_features_protocol_trains_the_same_head_on_centre_crop_features(splits, tmp_path):
     train, val = splits
-    opts = tiny_opts(train, val, tmp_path, "LINEAR.PROTOCOL", "cached_features")
+    amp = ["SOLVER.AMP.ENABLED", "True", "SOLVER.AMP.PRECISION", "bfloat16"]  # the autocast step on CPU too
+    opts = tiny_opts(train, val, tmp_path, "LINEAR.PROTOCOL", "cached_features", *amp)
     trainer = run_linear(linear_args(opts))
     assert trainer.last_results["top1"] == 100.0 and trainer.last_results["train_skipped"] == 0
     results = json.loads((tmp_path / "linear_results.json").read_text())
