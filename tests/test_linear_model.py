@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from linear_testing import TINY_CONFIG
+from linear_testing import TINY_CONFIG, write_colour_folder
 from transfer_testing import moco_release
 
 from soco.checkpoint import CheckpointLayoutError, detectron2_payload, save_pickle
+from soco.data.labeled_images import list_labeled_images
 from soco.engine.linear import EpochwiseLR, build_linear_classifier, load_backbone_weights, load_linear_cfg
+from soco.engine.linear import run as linear_run
 from soco.engine.linear.model import backbone_snapshot, changed_tensors
 
 
@@ -135,3 +137,10 @@ def test_lr_is_constant_within_each_epoch(schedule, expected):
     else:
         per_epoch = [(1 + np.cos(np.pi * epoch / 4)) / 2 for epoch in range(4)]
         np.testing.assert_allclose(values, np.repeat(per_epoch, 3))
+
+
+def test_num_classes_must_match_the_training_classes(tmp_path):
+    data = list_labeled_images(write_colour_folder(tmp_path / "train", per_class=1))
+    assert linear_run._num_classes(_cfg("LINEAR.RANDOM_INIT", "True"), data) == 3
+    with pytest.raises(ValueError, match=r"LINEAR.NUM_CLASSES=1000 but .* has 3 classes"):
+        linear_run._num_classes(_cfg("LINEAR.RANDOM_INIT", "True", "LINEAR.NUM_CLASSES", "1000"), data)

@@ -100,7 +100,8 @@ def run_linear(args: argparse.Namespace) -> LinearTrainer:
     model = _build_classifier(requested, num_classes)
     val_loader = build_val_loader(requested, val)
     if requested.LINEAR.PROTOCOL == "reference":
-        cfg = resolve_linear_cfg(requested, len(train.images), sources, world_size)
+        num_train = len(train.images)
+        cfg = resolve_linear_cfg(requested, num_train, sources, world_size)
 
         def build_loader(start_iter: int):
             return build_image_train_loader(cfg, train, start_iter)
@@ -110,7 +111,8 @@ def run_linear(args: argparse.Namespace) -> LinearTrainer:
 
     else:
         cached_train, cached_val, skipped = _cache_features(requested, model, train, val_loader)
-        cfg = resolve_linear_cfg(requested, len(cached_train), sources, world_size)
+        num_train = len(cached_train)
+        cfg = resolve_linear_cfg(requested, num_train, sources, world_size)
 
         def build_loader(start_iter: int):
             return build_feature_train_loader(cfg, cached_train, start_iter)
@@ -121,6 +123,11 @@ def run_linear(args: argparse.Namespace) -> LinearTrainer:
 
     _write_config(cfg)
     logger.info(describe_schedule(requested, cfg, sources, world_size))
+    unused = num_train % cfg.SOLVER.IMS_PER_BATCH
+    if unused:
+        logger.info(
+            "each epoch leaves out its last %d images (an incomplete batch; another draw every epoch)", unused
+        )
     trainer = LinearTrainer(cfg, model, build_loader, evaluate)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()
