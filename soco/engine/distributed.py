@@ -338,11 +338,7 @@ def launch_from_args(
         )
     if local_rank is not None and local_rank != environment.local_rank:
         raise ValueError(f"--local-rank {local_rank} differs from LOCAL_RANK={environment.local_rank}")
-    if environment.world_size > 1:
-        _join_process_group(
-            process_group_backend(device), "env://", environment.rank, environment.world_size,
-            environment.local_rank, environment.local_world_size, timeout,
-        )  # fmt: skip
+    init_process_group_from_env(device, timeout)
     args.num_gpus, args.num_machines = environment.local_world_size, environment.num_machines
     args.machine_rank, args.dist_url = environment.machine_rank, "env://"
     result = main_func(args)
