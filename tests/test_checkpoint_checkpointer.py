@@ -2,16 +2,15 @@
 Detectron2's checkpointer under train_net) refuses a crafted pickle without running it, and still reads
 .pkl / .pth / .safetensors weights."""
 
-import importlib.util
 import pickle
 
 import numpy as np
 import pytest
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
+from scripts_testing import load_script
 from transfer_testing import (
     CONFIGS,
-    REPO,
     TINY_FINETUNE,
     TINY_R50,
     build_transfer_model,
@@ -31,13 +30,6 @@ from soco.checkpoint import (
 from soco.utils.cli import run
 
 FPN_CONFIG = "coco/mask_rcnn_R_50_FPN_1x_soco_fpn_100ep.yaml"
-
-
-def _script(folder: str, name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class _CreatesAFile:
@@ -92,7 +84,7 @@ def test_safe_checkpointer_refuses_crafted_files(crafted, suffix):
 def test_converters_refuse_crafted_files(crafted, tmp_path, capsys, folder, script, output):
     pkl, pth, marker = crafted
     for source in (pkl, pth):
-        assert run(_script(folder, script).main, [str(source), str(tmp_path / output)]) == 2
+        assert run(load_script(f"{folder}/{script}.py").main, [str(source), str(tmp_path / output)]) == 2
         error = capsys.readouterr().err
         assert f"error: {source}: cannot read the checkpoint: the file holds Python objects" in error
         assert "--trust-pickle" in error
@@ -102,7 +94,7 @@ def test_converters_refuse_crafted_files(crafted, tmp_path, capsys, folder, scri
 def test_train_net_refuses_crafted_weights(crafted, tmp_path):
     pkl, _, marker = crafted
     json_file, images = map(str, write_tiny_coco_dataset(tmp_path / "data", num_images=2))
-    train_net = _script("tools", "train_net")
+    train_net = load_script("tools/train_net.py")
     args = train_net.build_argument_parser().parse_args(
         [
             "--config-file", str(CONFIGS / FPN_CONFIG),
@@ -151,7 +143,7 @@ def test_published_safetensors_load_in_detectron2(tmp_path, capsys):
     source = tmp_path / "model_final.pth"
     checkpoint = soco_fpn_checkpoint()
     torch.save(checkpoint, source)
-    assert _script("converters", "publish_model").main([str(source), str(tmp_path / "soco_fpn")]) == 0
+    assert load_script("converters/publish_model.py").main([str(source), str(tmp_path / "soco_fpn")]) == 0
     published = capsys.readouterr().out.split()[1]
     assert published.endswith(".safetensors")
     online = {k: v for k, v in checkpoint["model"].items() if k.startswith(("backbone.", "roi_heads."))}
@@ -169,7 +161,7 @@ def test_publish_writes_the_file_type_asked_for(tmp_path):
     torch.save(soco_fpn_checkpoint(), source)
     assert publish_checkpoint(str(source), str(tmp_path / "a")).path.endswith(".safetensors")
     assert publish_checkpoint(str(source), str(tmp_path / "b.pkl")).path.endswith(".pkl")
-    publish = _script("converters", "publish_model")
+    publish = load_script("converters/publish_model.py")
     assert publish.main([str(source), str(tmp_path / "c"), "--file-type", "pth"]) == 0
     assert len(list(tmp_path.glob("c-*.pth"))) == 1
     with pytest.raises(SystemExit):

@@ -1,12 +1,12 @@
 """The converter scripts on a damaged input: one line on stderr naming the file, exit 2, nothing written."""
 
-import importlib.util
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
+from scripts_testing import load_script
 from transfer_testing import REPO, image_level_checkpoint
 
 from soco.utils.cli import run
@@ -55,9 +55,7 @@ def test_convert_to_detectron2_script_on_a_damaged_file(damaged_inputs, tmp_path
 
 @pytest.mark.parametrize("script", sorted(OUTPUT_NAMES))
 def test_every_converter_reports_a_damaged_file_the_same_way(damaged_inputs, tmp_path, capsys, script):
-    spec = importlib.util.spec_from_file_location(script, REPO / "converters" / f"{script}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_script(f"converters/{script}.py")
     source, problem = damaged_inputs["truncated"]
     out_dir = tmp_path / "out"
     assert run(module.main, [str(source), str(out_dir / OUTPUT_NAMES[script])]) == 2

@@ -2,7 +2,6 @@
 the state dict of the real mmdet 3.3 Mask R-CNN built from mmdet_configs/ (in a subprocess, see
 mmdet_testing.py), loaded with mmengine's own checkpoint loader."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -17,6 +16,7 @@ from detectron2.modeling.backbone import build_resnet_backbone
 from detectron2.modeling.backbone.fpn import build_resnet_fpn_backbone
 from detectron2.modeling.roi_heads import FastRCNNConvFCHead
 from mmdet_testing import SITE, missing_install_message
+from scripts_testing import load_script
 from transfer_testing import (
     REPO,
     densecl_extracted,
@@ -39,14 +39,7 @@ CONFIGS = {
     "c4": str(REPO / "mmdet_configs" / "mask-rcnn_r50-c4_soco_ms-1x_coco.py"),
 }
 
-
-def _script():
-    spec = importlib.util.spec_from_file_location(
-        "convert_to_mmdetection", REPO / "converters" / "convert_to_mmdetection.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = "converters/convert_to_mmdetection.py"
 
 
 @pytest.mark.parametrize(
@@ -83,7 +76,7 @@ def test_converter_script_writes_state_dict_and_meta(tmp_path, capsys):
     source = tmp_path / "model_final.pth"
     torch.save(soco_fpn_checkpoint(), source)
     out = tmp_path / "soco_fpn_mmdet.pth"
-    assert run(_script().main, [str(source), str(out)]) == 0
+    assert run(load_script(SCRIPT).main, [str(source), str(out)]) == 0
     printed = capsys.readouterr().out
     written = load_checkpoint(str(out))
     assert set(written) == {"state_dict", "meta"}
@@ -98,7 +91,7 @@ def test_converter_script_writes_state_dict_and_meta(tmp_path, capsys):
     assert (
         f"MMDetection (fpn): {len(written['state_dict'])} tensors (backbone {counts['backbone']}" in printed
     )
-    assert run(_script().main, [str(source), str(tmp_path / "c4.pth"), "--target", "c4"]) == 2
+    assert run(load_script(SCRIPT).main, [str(source), str(tmp_path / "c4.pth"), "--target", "c4"]) == 2
     assert "is an FPN weight" in capsys.readouterr().err and not (tmp_path / "c4.pth").exists()
 
 
@@ -173,7 +166,7 @@ def mmdet_model_shapes(tmp_path_factory):
         if "(ours)" in name:  # through the converter script and mmengine's load_checkpoint
             source, output = folder / f"{target}.pth", folder / f"{target}_mmdet.pth"
             torch.save(checkpoint, source)
-            assert run(_script().main, [str(source), str(output), "--target", target]) == 0
+            assert run(load_script(SCRIPT).main, [str(source), str(output), "--target", target]) == 0
             load.append([target, str(output)])
     request = json.dumps({"configs": CONFIGS, "load": load})
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

@@ -1,7 +1,6 @@
 """The converter scripts: what they write, what they print, and how they fail."""
 
 import hashlib
-import importlib.util
 import re
 import subprocess
 import sys
@@ -13,6 +12,7 @@ import torchvision
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.backbone import build_resnet_backbone
+from scripts_testing import load_script
 from transfer_testing import (
     CONFIGS,
     REPO,
@@ -24,13 +24,6 @@ from transfer_testing import (
 )
 
 from soco.checkpoint import load_checkpoint
-
-
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, REPO / "converters" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +38,9 @@ def test_convert_to_detectron2_prints_summary_and_writes_pkl(moco_file, tmp_path
     source, tv = moco_file
     out = tmp_path / "model_final_d2.pkl"
     config = CONFIGS / "coco/mask_rcnn_R_50_C4_1x_mocov2_200ep.yaml"
-    code = _script("convert_to_detectron2").main([str(source), str(out), "--verify-config", str(config)])
+    code = load_script("converters/convert_to_detectron2.py").main(
+        [str(source), str(out), "--verify-config", str(config)]
+    )
     printed = capsys.readouterr().out
     assert code == 0, printed
     assert "format 'moco' (detected)" in printed
@@ -63,10 +58,12 @@ def test_convert_to_detectron2_refuses_weights_that_do_not_fit(tmp_path, capsys)
     torch.save(image_level_checkpoint(), source)
     out = tmp_path / "tiny.pkl"
     config = str(CONFIGS / "coco/mask_rcnn_R_50_FPN_1x_mocov2_200ep.yaml")
-    code = _script("convert_to_detectron2").main([str(source), str(out), "--verify-config", config])
+    code = load_script("converters/convert_to_detectron2.py").main(
+        [str(source), str(out), "--verify-config", config]
+    )
     assert code == 1 and not out.exists()
     assert "SHAPE MISMATCH" in capsys.readouterr().out
-    code = _script("convert_to_detectron2").main(
+    code = load_script("converters/convert_to_detectron2.py").main(
         [str(source), str(out), "--verify-config", config, "--verify-opts", *TINY_R50]
     )
     assert code == 0 and out.exists()
@@ -77,7 +74,7 @@ def test_convert_to_torchvision_loads_into_torchvision_resnet(tmp_path, capsys):
     tv = torchvision_resnet(50, seed=5)
     torch.save(soco_official_release(tv, fpn=True), source)
     out = tmp_path / "soco_r50_tv.pth"
-    assert _script("convert_to_torchvision").main([str(source), str(out)]) == 0
+    assert load_script("converters/convert_to_torchvision.py").main([str(source), str(out)]) == 0
     assert "fpn not requested (keep=backbone)" in capsys.readouterr().out
     written = torch.load(out, weights_only=True)
     assert written["author"] == "soco"
@@ -94,7 +91,7 @@ def test_extract_backbone_weights_loads_into_a_detectron2_resnet(tmp_path):
     checkpoint = image_level_checkpoint()
     torch.save(checkpoint, source)
     out = tmp_path / "backbone.pth"
-    assert _script("extract_backbone_weights").main([str(source), str(out)]) == 0
+    assert load_script("converters/extract_backbone_weights.py").main([str(source), str(out)]) == 0
     written = torch.load(out, weights_only=True)
     assert written["matching_heuristics"] is True
     cfg = get_cfg()
@@ -107,7 +104,7 @@ def test_extract_backbone_weights_loads_into_a_detectron2_resnet(tmp_path):
 def test_publish_model_script(tmp_path, capsys):
     source = tmp_path / "model_final.pth"
     torch.save(image_level_checkpoint(), source)
-    assert _script("publish_model").main([str(source), str(tmp_path / "mocov2.pth")]) == 0
+    assert load_script("converters/publish_model.py").main([str(source), str(tmp_path / "mocov2.pth")]) == 0
     printed = capsys.readouterr().out
     path = re.search(r"published (\S+)", printed)[1]
     digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
@@ -129,4 +126,4 @@ def test_bad_input_is_a_one_line_error_when_run_as_a_script(tmp_path):
 
 def test_output_must_be_a_pkl(moco_file, tmp_path):
     with pytest.raises(SystemExit):
-        _script("convert_to_detectron2").main([str(moco_file[0]), str(tmp_path / "x.pth")])
+        load_script("converters/convert_to_detectron2.py").main([str(moco_file[0]), str(tmp_path / "x.pth")])

@@ -5,7 +5,6 @@ training."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -17,6 +16,7 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from scripts_testing import load_script
 from transfer_testing import CONFIGS, REPO, TINY_FINETUNE, soco_fpn_checkpoint, write_tiny_coco_dataset
 
 from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
@@ -32,9 +32,7 @@ from soco.detection.benchmark_report import (
 from soco.detection.trainer import PARAMETERS_FILE
 from soco.utils.metrics_file import read_metrics
 
-spec = importlib.util.spec_from_file_location("benchmark_transfer", REPO / "tools" / "benchmark_transfer.py")
-benchmark_transfer = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(benchmark_transfer)
+benchmark_transfer = load_script("tools/benchmark_transfer.py")
 
 CONFIG = str(CONFIGS / "coco/mask_rcnn_R_50_FPN_1x_soco_fpn_100ep.yaml")
 # The tiny fine-tuning without its SEED (the benchmark sets it per run), two iterations, a checkpoint each.

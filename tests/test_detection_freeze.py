@@ -1,7 +1,6 @@
 """``MODEL.FREEZE_PARTS``: frozen parts take no gradient, their BN becomes FrozenBatchNorm2d, and a
 fine-tune (precise BN included) leaves their weights and statistics exactly as loaded."""
 
-import importlib.util
 import pickle
 import re
 
@@ -10,10 +9,10 @@ import pytest
 import torch
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.utils.env import seed_all_rng
+from scripts_testing import load_script
 from torch import nn
 from transfer_testing import (
     CONFIGS,
-    REPO,
     TINY_FINETUNE,
     TINY_R50,
     soco_fpn_checkpoint,
@@ -31,9 +30,7 @@ from soco.data import register_coco_format_datasets
 from soco.detection import TransferTrainer, load_transfer_config
 from soco.detection.freeze import freeze_parts, frozen_part_names, held_parts
 
-spec = importlib.util.spec_from_file_location("train_net", REPO / "tools" / "train_net.py")
-train_net = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_net)
+train_net = load_script("tools/train_net.py")
 
 FPN_CONFIG = str(CONFIGS / "coco/mask_rcnn_R_50_FPN_1x_soco_fpn_100ep.yaml")
 C4_CONFIG = str(CONFIGS / "coco/mask_rcnn_R_50_C4_1x_soco_c4_100ep.yaml")

@@ -1,6 +1,5 @@
 """tools/evaluate_probes.py and tools/plot_probes.py on tiny checkpoints, probe sets and metrics files."""
 
-import importlib.util
 import json
 import math
 from pathlib import Path
@@ -10,19 +9,13 @@ import pytest
 import torch
 import torchvision
 from probes_testing import register_probe_box_sets, write_probe_image_folder
+from scripts_testing import load_script
 from transfer_testing import image_level_checkpoint, moco_release, soco_fpn_checkpoint
 
 from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
 from soco.evaluation import PROBE_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, REPO / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +37,7 @@ def test_rows_for_each_weights_and_a_random_init_row_per_method(tmp_path, probe_
     output = tmp_path / "rows.json"
     argv = ["--weights", f"soco={tmp_path / 'soco.pth'}", "--weights", f"moco={tmp_path / 'moco.pth'}"]
     argv += ["--random-init", str(TINY / "SoCo_FPN.yaml"), "--random-init", str(TINY / "MoCoV2.yaml")]
-    assert _tool("evaluate_probes").main([*argv, *probe_args, "--output", str(output)]) == 0
+    assert load_script("tools/evaluate_probes.py").main([*argv, *probe_args, "--output", str(output)]) == 0
     table = capsys.readouterr().out
     columns = " | ".join(key.removeprefix("probe/") for key in PROBE_KEYS)
     assert f"| weights | readout | {columns} | seconds |" in table
@@ -81,7 +74,7 @@ def test_diverged_weights_read_failed_in_the_table_and_nan_in_the_json(tmp_path,
     save_pickle(detectron2_payload(diverged), str(tmp_path / "diverged.pkl"))
     output = tmp_path / "rows.json"
     argv = ["--weights", f"diverged={tmp_path / 'diverged.pkl'}", *probe_args, "--output", str(output)]
-    assert _tool("evaluate_probes").main(argv) == 0
+    assert load_script("tools/evaluate_probes.py").main(argv) == 0
     (row,) = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| diverged")]
     assert row.split(" | ")[2:-1] == ["failed"] * len(PROBE_KEYS)
     results = json.loads(output.read_text())["rows"][0]["results"]  # NaN in, NaN out: never a number
@@ -94,13 +87,13 @@ def test_converted_pkl_and_official_release_are_read(tmp_path, probe_args, capsy
     resnet18 = torchvision.models.resnet18(weights=None).state_dict()  # official MoCo layout around it
     torch.save(moco_release(resnet18), tmp_path / "moco.pth.tar")
     argv = ["--weights", f"pkl={tmp_path / 'soco_d2.pkl'}", "--weights", f"moco={tmp_path / 'moco.pth.tar'}"]
-    assert _tool("evaluate_probes").main([*argv, *probe_args]) == 0
+    assert load_script("tools/evaluate_probes.py").main([*argv, *probe_args]) == 0
     table = capsys.readouterr().out
     assert "| pkl | " in table and "| moco | " in table and "nan" not in table
 
 
 def test_random_init_takes_a_config_and_the_old_flag_names_the_new_form(tmp_path, probe_args, capsys):
-    tool = _tool("evaluate_probes")
+    tool = load_script("tools/evaluate_probes.py")
     torch.save(soco_fpn_checkpoint(randomize=False), tmp_path / "soco.pth")
     argv = ["--random-init", str(TINY / "MoCoV2.yaml"), "--weights", f"soco={tmp_path / 'soco.pth'}"]
     assert tool.main([*argv, *probe_args]) == 0
@@ -114,7 +107,7 @@ def test_random_init_takes_a_config_and_the_old_flag_names_the_new_form(tmp_path
 
 
 def test_a_test_set_that_is_the_training_set_is_refused(probe_args, capsys):
-    tool = _tool("evaluate_probes")
+    tool = load_script("tools/evaluate_probes.py")
     args = list(probe_args)
     args[args.index("--box-test") + 1] = args[args.index("--box-train") + 1]
     argv = ["--random-init", str(TINY / "MoCoV2.yaml"), *args]
@@ -125,7 +118,7 @@ def test_a_test_set_that_is_the_training_set_is_refused(probe_args, capsys):
 def test_a_missing_or_unreadable_weights_file_stops_before_any_work(tmp_path, probe_args, capsys):
     torch.save(soco_fpn_checkpoint(randomize=False), tmp_path / "soco.pth")
     (tmp_path / "broken.pth").write_bytes(b"not a checkpoint")
-    tool = _tool("evaluate_probes")
+    tool = load_script("tools/evaluate_probes.py")
     for bad in ("missing.pth", "broken.pth"):
         argv = [
             "--weights",
@@ -148,7 +141,7 @@ def test_plot_probes_writes_a_png_and_rejects_a_file_without_probes(tmp_path, ca
         {"iteration": 5, **dict(zip(probes, (60.0, 55.0, 75.0), strict=True))},
     ]
     metrics.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    tool = _tool("plot_probes")
+    tool = load_script("tools/plot_probes.py")
     assert tool.main([str(metrics), str(tmp_path / "probes.png")]) == 0
     assert (tmp_path / "probes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "probe/object_knn: 2 points" in capsys.readouterr().out

@@ -1,6 +1,5 @@
 """The probe hook in real tiny pretraining runs: schedule, EventStorage, metrics.json, every method."""
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -9,6 +8,7 @@ import pytest
 from detectron2.utils.events import EventStorage, JSONWriter
 from pretrain_testing import run_pretraining, write_tiny_corpus
 from probes_testing import register_probe_box_sets, write_probe_image_folder
+from scripts_testing import load_script
 from transfer_testing import write_tiny_coco_dataset
 
 from soco.engine import probe_hook
@@ -168,9 +168,7 @@ def test_eval_period_without_probe_data_is_an_error_naming_the_keys(tmp_path):
 
 
 def test_pretrain_net_registers_the_probe_box_sets_of_register_coco(tmp_path):
-    spec = importlib.util.spec_from_file_location("pretrain_net", REPO / "tools" / "pretrain_net.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = load_script("tools/pretrain_net.py")
     held_out = [write_tiny_coco_dataset(tmp_path / f"boxes{k}", num_images=3, seed=k) for k in (0, 1)]
     opts = write_tiny_corpus(tmp_path / "corpus")[:2] + [
         "PRETRAIN.EVAL_PERIOD", "2", "PRETRAIN.PROBES.BOX_TRAIN", "cli_pre_train",

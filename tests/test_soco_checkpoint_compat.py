@@ -7,7 +7,6 @@ head or res5 stage) and the MLPs, under the names the model has always used (``b
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -17,19 +16,15 @@ from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone, build_model
 from detectron2.modeling.roi_heads import Res5ROIHeads, build_box_head
+from scripts_testing import load_script
 from soco_testing import tiny_cfg
 
 from soco.checkpoint import load_checkpoint
 from soco.modeling import MLP
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _convert_to_detectron2(source: Path, output: Path) -> dict[str, np.ndarray]:
-    path = REPO / "converters" / "convert_to_detectron2.py"
-    spec = importlib.util.spec_from_file_location("convert_to_detectron2", path)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
+    script = load_script("converters/convert_to_detectron2.py")
     assert script.main([str(source), str(output)]) == 0
     return load_checkpoint(str(output))["model"]
 

@@ -5,7 +5,6 @@ requeue on the pre-emption signal)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import signal
@@ -16,6 +15,7 @@ import pytest
 import submitit
 import torch
 from pretrain_testing import write_tiny_corpus, write_tiny_images
+from scripts_testing import load_script
 from transfer_testing import TINY_FINETUNE, write_tiny_coco_dataset
 
 from soco.engine.cluster import absolute_output_dir, parse_sbatch_flags, parse_time, resources_from_args
@@ -26,9 +26,7 @@ from soco_proposals.raw_shards import SUMMARY_FILE, incomplete_shard_ids, list_c
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = REPO / "soco" / "configs" / "tiny"
-spec = importlib.util.spec_from_file_location("submit", REPO / "tools" / "submit.py")
-submit = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(submit)
+submit = load_script("tools/submit.py")
 
 
 @pytest.fixture(autouse=True)

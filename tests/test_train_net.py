@@ -1,7 +1,6 @@
 """tools/train_net.py end to end: fine-tune, evaluate and resume on a tiny COCO-format dataset; the
 bundled LVIS and VOC configs on tiny builtin-layout datasets, scored by Detectron2's real evaluators."""
 
-import importlib.util
 import json
 import math
 import os
@@ -10,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from scripts_testing import load_script
 from transfer_testing import (
     CONFIGS,
     REPO,
@@ -24,9 +24,7 @@ from transfer_testing import (
 from soco.checkpoint import convert_checkpoint, detectron2_payload, save_pickle
 from soco.utils.metrics_file import read_metrics
 
-spec = importlib.util.spec_from_file_location("train_net", REPO / "tools" / "train_net.py")
-train_net = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(train_net)
+train_net = load_script("tools/train_net.py")
 
 CONFIG = str(CONFIGS / "coco/mask_rcnn_R_50_FPN_1x_soco_fpn_100ep.yaml")
 
