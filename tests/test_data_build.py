@@ -45,6 +45,16 @@ def test_stream_visits_every_image_once_per_pass():
     assert positions[:7] != positions[7:14], "each pass should be a new permutation"
 
 
+def test_a_shorter_pass_is_the_start_of_each_pass_permutation():
+    full = _take(iter(StreamSampler(7, seed=3)), 21)
+    cut = _take(iter(StreamSampler(7, seed=3, pass_length=4)), 12)  # epochs that drop 3 images
+    for p in range(3):
+        assert [i for i, _ in cut[4 * p : 4 * (p + 1)]] == [i for i, _ in full[7 * p : 7 * p + 4]]
+    assert [pos for _, pos in cut] == list(range(12))
+    with pytest.raises(ValueError, match="pass_length 8 must be in 1..7"):
+        StreamSampler(7, seed=3, pass_length=8)
+
+
 def test_stream_resumes_and_splits_across_ranks():
     full = _take(iter(StreamSampler(5, seed=1)), 20)
     assert _take(iter(StreamSampler(5, seed=1, start_position=8)), 12) == full[8:]
