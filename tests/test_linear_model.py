@@ -118,11 +118,13 @@ def test_shape_mismatch_is_refused_and_nothing_is_copied():
     assert torch.equal(model.backbone.stem.conv1.weight, before)
 
 
-def test_empty_weights_need_random_init_asked_for():
+def test_config_refusals_name_the_key_to_set():
     with pytest.raises(ValueError, match="MODEL.WEIGHTS is empty.*LINEAR.RANDOM_INIT True"):
         _cfg()
     with pytest.raises(ValueError, match="derived from LINEAR.CHECKPOINT_PERIOD_EPOCHS"):
         _cfg("LINEAR.RANDOM_INIT", "True", "SOLVER.CHECKPOINT_PERIOD", "10")
+    with pytest.raises(ValueError, match="LINEAR.CHECKPOINT_PERIOD_EPOCHS=0 must be >= 1"):
+        _cfg("LINEAR.RANDOM_INIT", "True", "LINEAR.CHECKPOINT_PERIOD_EPOCHS", "0")
 
 
 @pytest.mark.parametrize(

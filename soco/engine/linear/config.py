@@ -79,6 +79,11 @@ def check_linear_cfg(cfg: CfgNode) -> None:
         )
     if cfg.MODEL.WEIGHTS and linear.RANDOM_INIT:
         raise ValueError(f"LINEAR.RANDOM_INIT is True but MODEL.WEIGHTS={cfg.MODEL.WEIGHTS}: choose one")
+    if linear.CHECKPOINT_PERIOD_EPOCHS < 1 or linear.EVAL_PERIOD_EPOCHS < 0:
+        raise ValueError(
+            f"LINEAR.CHECKPOINT_PERIOD_EPOCHS={linear.CHECKPOINT_PERIOD_EPOCHS} must be >= 1 and "
+            f"LINEAR.EVAL_PERIOD_EPOCHS={linear.EVAL_PERIOD_EPOCHS} >= 0 (0: evaluate after training only)"
+        )
     if "res5" not in cfg.MODEL.RESNETS.OUT_FEATURES:
         raise ValueError("MODEL.RESNETS.OUT_FEATURES must contain res5 (the head reads pooled res5)")
     if cfg.SOLVER.CHECKPOINT_PERIOD != get_cfg().SOLVER.CHECKPOINT_PERIOD:

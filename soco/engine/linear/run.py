@@ -54,13 +54,11 @@ def resolve_linear_cfg(
     """The explicit, frozen config: the pretraining's world-size and epoch rules
     (:func:`soco.engine.schedule.resolve_schedule`), then the checkpoint period in iterations."""
     cfg = resolve_schedule(requested, num_train_images, sources, world_size)
-    cfg.defrost()
-    cfg.SOLVER.CHECKPOINT_PERIOD = max(
-        1, requested.LINEAR.CHECKPOINT_PERIOD_EPOCHS * cfg.SOLVER.ITERS_PER_EPOCH
-    )
-    cfg.freeze()
     if cfg.SOLVER.ITERS_PER_EPOCH == 0:
         raise ValueError("linear classification is scheduled in epochs: set SOLVER.EPOCHS > 0")
+    cfg.defrost()
+    cfg.SOLVER.CHECKPOINT_PERIOD = requested.LINEAR.CHECKPOINT_PERIOD_EPOCHS * cfg.SOLVER.ITERS_PER_EPOCH
+    cfg.freeze()
     return cfg
 
 
