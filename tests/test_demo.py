@@ -154,7 +154,7 @@ def test_summary_tables_state_chance_failures_intervals_and_the_protocol(tmp_pat
 def test_quick_demo_end_to_end(tmp_path):
     out = tmp_path / "demo_output"
     command = [sys.executable, str(REPO / "tools" / "demo" / "run_demo.py"), "--quick", "--output", str(out)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)  # 20 min at load 8 on 2 cores
+    result = subprocess.run(command, capture_output=True, text=True, timeout=1800)  # 20 min at load 8
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "$ python" in result.stdout and "| soco, random init (iteration 0) | fpn |" in result.stdout
     assert "| scratch | frozen | backbone,fpn,box_head (fpn,box_head) |" in result.stdout
