@@ -147,7 +147,8 @@ def test_torchrun_starts_one_job_equal_to_num_gpus(corpus, tmp_path):
     opts = corpus + SOCO_SYNC_BN + ["SOLVER.MAX_ITER", "3", "SOLVER.LOG_PERIOD", "1"]
     torchrun = [str(Path(sys.executable).with_name("torchrun")), "--standalone", "--nproc-per-node", "2"]
     _pretrain_net(torchrun, config, opts, tmp_path / "torchrun")
-    _pretrain_net([sys.executable], config, ["--num-gpus", "2", *opts], tmp_path / "spawn")
+    spawn = ["--num-gpus", "2", "--dist-url", "auto"]  # a free port: Detectron2's default is fixed per user
+    _pretrain_net([sys.executable], config, [*spawn, *opts], tmp_path / "spawn")
     for run in ("torchrun", "spawn"):
         assert "World size: 2" in (tmp_path / run / "log.txt").read_text(), run
     losses = {
