@@ -60,3 +60,17 @@ def test_make_bench_keeps_the_sections_recorded_by_hand(tmp_path):
     page.write_text(f"# Benchmarks\n\n## Generated\n\nnumbers\n\n## Before / after\n\n{KEEP_MARKER}\n| a |\n")
     assert kept_sections(page) == [f"## Before / after\n\n{KEEP_MARKER}\n| a |"]
     assert kept_sections(tmp_path / "missing.md") == []
+
+
+def test_make_bench_runs_every_benchmark_script_or_says_why_not():
+    sys.path.insert(0, str(REPO / "tools" / "benchmarks"))
+    from run_all import NOT_RUN, benchmark_commands
+
+    scripts = {path.name for path in (REPO / "tools" / "benchmarks").glob("bench_*.py")}
+    for quick in (True, False):
+        run = {Path(argv[0]).name for argv in benchmark_commands(quick).values()}
+        assert run | set(NOT_RUN) == scripts, (quick, scripts - run - set(NOT_RUN))
+        assert not run & set(NOT_RUN)
+        assert all((REPO / argv[0]).is_file() for argv in benchmark_commands(quick).values())
+    quick_preemption = [argv for argv in benchmark_commands(True).values() if "bench_preemption" in argv[0]]
+    assert quick_preemption[0][quick_preemption[0].index("--config") + 1] == "soco/configs/tiny/SoCo_FPN.yaml"
