@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from detectron2.config import CfgNode
 from detectron2.engine import HookBase
 from pretrain_testing import run_pretraining, write_tiny_images
 from submitit.core.job_environment import SignalHandler
@@ -17,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from soco.data.build import STOP_SIGNALS, ignore_stop_signals
+from soco.engine.linear.data import _loader as linear_loader
 from soco.engine.preemption import preemption_signal, requeue_submitit_job, stop_requested, stop_requests
 from soco.engine.trainer import AtomicCheckpointer
 from soco.utils.metrics_file import read_metrics
@@ -98,6 +100,13 @@ def test_dataloader_workers_ignore_the_signals_their_process_handles():
         loader = DataLoader(_HandlersInWorker(), num_workers=1, worker_init_fn=ignore_stop_signals)
         (ignored,) = list(loader)
     # the stop signal the process handles is ignored in its worker; default dispositions stay (SIGUSR1)
+    assert ignored["SIGUSR2"].item() and not ignored["SIGUSR1"].item()
+
+
+def test_the_linear_protocols_loader_workers_ignore_the_stop_signals_too():
+    cfg = CfgNode({"MODEL": {"DEVICE": "cpu"}})
+    with stop_requests(signal.SIGUSR2):
+        (ignored,) = list(linear_loader(cfg, _HandlersInWorker(), None, batch_size=1, workers=1))
     assert ignored["SIGUSR2"].item() and not ignored["SIGUSR1"].item()
 
 

@@ -21,7 +21,7 @@ from detectron2.utils import comm
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, default_collate
 
-from soco.data.build import PretrainLoader, StreamSampler, data_seed
+from soco.data.build import PretrainLoader, StreamSampler, data_seed, ignore_stop_signals
 from soco.data.labeled_images import (
     DECODED,
     CenterCropDataset,
@@ -57,6 +57,7 @@ def _loader(cfg: CfgNode, dataset: Dataset, sampler, batch_size: int, workers: i
         collate_fn=default_collate,
         pin_memory=cfg.MODEL.DEVICE.startswith("cuda"),
         persistent_workers=False,
+        worker_init_fn=ignore_stop_signals,  # the training process alone acts on a pre-emption warning
     )
 
 
