@@ -178,3 +178,28 @@ def test_release_leaves_no_group_alive_for_interpreter_shutdown(tmp_path):
     that Detectron2's caches keep alive is torn down during interpreter shutdown, when its gloo thread
     can no longer take the GIL to free a finished collective's tensors."""
     run_distributed(_release_drops_every_group, tmp_path)
+
+
+class _ParametersOn(torch.nn.Module):
+    """A module whose parameters report ``device`` (a CUDA device without a GPU)."""
+
+    def __init__(self, device: torch.device):
+        super().__init__()
+        self.device = device
+
+    def parameters(self, recurse: bool = True):
+        return iter([argparse.Namespace(device=self.device)])
+
+
+@pytest.mark.parametrize(
+    "device, expected",
+    [(torch.device("cuda", 0), [0]), (torch.device("cuda", 3), [3]), (torch.device("cpu"), None)],
+)
+def test_ddp_gets_the_models_own_gpu_not_the_local_rank(device, expected, monkeypatch):
+    calls = []
+    record = lambda model, **kwargs: calls.append(kwargs) or model  # noqa: E731
+    monkeypatch.setattr(distributed, "create_ddp_model", record)
+    # torchrun --virtual-local-rank: every process has local rank 0, whatever GPU its model is on
+    monkeypatch.setattr(comm, "get_local_rank", lambda: 0)
+    distributed.wrap_ddp(_ParametersOn(device), find_unused_parameters=False)
+    assert calls == [{"device_ids": expected, "broadcast_buffers": False, "find_unused_parameters": False}]

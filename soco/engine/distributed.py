@@ -71,11 +71,13 @@ def wrap_ddp(model: nn.Module, find_unused_parameters: bool) -> nn.Module:
     """``DistributedDataParallel`` over this process group (the model itself on one process).
 
     Detectron2's ``create_ddp_model`` always passes ``device_ids=[local rank]``, which DDP refuses for a
-    CPU module; on CPU, ``device_ids`` is left out. Buffers are not broadcast: the target (momentum)
-    network's BN statistics come from its own forward passes on every process.
+    CPU module; on CPU, ``device_ids`` is left out. On a GPU it is the model's own device, which is not the
+    local rank where each process sees only its GPU (torchrun ``--virtual-local-rank``, or one
+    ``CUDA_VISIBLE_DEVICES`` per task). Buffers are not broadcast: the target (momentum) network's BN
+    statistics come from its own forward passes on every process.
     """
     device = next(model.parameters()).device
-    device_ids = [comm.get_local_rank()] if device.type == "cuda" else None
+    device_ids = [device.index] if device.type == "cuda" else None
     return create_ddp_model(
         model, device_ids=device_ids, broadcast_buffers=False, find_unused_parameters=find_unused_parameters
     )
