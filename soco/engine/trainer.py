@@ -18,6 +18,7 @@ from torch import nn
 from soco.checkpoint import SafeDetectionCheckpointer
 from soco.data.build import build_pretrain_train_loader
 from soco.solver import build_optimizer
+from soco.utils.writers import training_writers
 
 from .distributed import check_sync_norms_can_run, wrap_ddp
 from .fast_path import apply_fast_path
@@ -162,6 +163,9 @@ class PretrainTrainer(DefaultTrainer):
     @classmethod
     def test(cls, cfg, model, evaluators=None):
         raise NotImplementedError("pretraining has no evaluation; fine-tune with tools/train_net.py")
+
+    def build_writers(self) -> list:
+        return training_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
     def build_hooks(self) -> list:
         cfg = self.cfg

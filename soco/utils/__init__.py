@@ -2,6 +2,7 @@
 
 * ``cli``: run a command-line ``main`` with one-line errors;
 * ``metrics_file``: read Detectron2's ``metrics.json``, also while a training still writes it.
+* ``writers``: Detectron2's event writers for a trainer (``training_writers``).
 """
 
 from .cli import run

@@ -24,6 +24,7 @@ from fvcore.common.param_scheduler import CosineParamScheduler, ParamScheduler
 
 from soco.checkpoint import SafeDetectionCheckpointer
 from soco.solver import build_optimizer
+from soco.utils.writers import training_writers
 
 from ..distributed import wrap_ddp
 from ..hooks import SkippedImagesHook, ThroughputHook
@@ -162,6 +163,9 @@ class LinearTrainer(DefaultTrainer):
         if comm.is_main_process():
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=solver.LOG_PERIOD))
         return ret
+
+    def build_writers(self) -> list:
+        return training_writers(self.cfg.OUTPUT_DIR, self.max_iter)
 
     def _evaluate(self) -> dict:
         results = self.evaluate()
