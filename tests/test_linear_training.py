@@ -4,8 +4,9 @@ the frozen-backbone check, the cached-features protocol, the world-size rule and
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
+import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -14,10 +15,12 @@ import pytest
 import submitit
 import torch
 from detectron2.engine import HookBase
+from detectron2.engine.hooks import EvalHook
 from detectron2.utils import comm
 from distributed_testing import run_distributed
 from linear_testing import TINY_CONFIG, linear_args, tiny_opts, write_colour_splits
 
+from soco.engine import cluster
 from soco.engine.cluster import CLUSTER_JOB_REGISTRY, add_resource_arguments
 from soco.engine.linear import load_linear_cfg, resolve_linear_cfg, run_linear
 from soco.engine.linear import run as linear_run
@@ -27,17 +30,15 @@ from soco.engine.schedule import key_sources
 from soco.utils import read_metrics
 
 
-class _Stop(Exception):
-    pass
+class _SignalDuring(HookBase):
+    """Send SIGUSR1 (the runs' SOLVER.PREEMPTION_SIGNAL) to this process while ``iteration`` runs."""
 
+    def __init__(self, iteration: int):
+        self.iteration = iteration
 
-class _StopAfter(HookBase):
-    def __init__(self, iters: int):
-        self.iters = iters
-
-    def after_step(self) -> None:
-        if self.trainer.iter + 1 >= self.iters:
-            raise _Stop
+    def before_step(self) -> None:
+        if self.trainer.iter == self.iteration:
+            os.kill(os.getpid(), signal.SIGUSR1)
 
 
 class _Losses(HookBase):
@@ -52,19 +53,19 @@ class _Losses(HookBase):
 _BUILD_HOOKS = linear_run.LinearTrainer.build_hooks
 
 
-def _run(opts, monkeypatch, resume=False, stop_after=None):
-    """run_linear with a loss/lr recorder (and a kill after ``stop_after`` iterations) in its hooks."""
+def _run(opts, monkeypatch, resume=False, stop_during=None):
+    """run_linear with a loss/lr recorder (and a pre-emption signal during iteration ``stop_during``) in its
+    hooks, before the evaluation, the writers and the pre-emption stop."""
     recorder = _Losses()
-    extra = [recorder] + ([_StopAfter(stop_after)] if stop_after else [])
+    extra = [recorder] + ([_SignalDuring(stop_during)] if stop_during is not None else [])
 
     def build_hooks(self):
         hooks = _BUILD_HOOKS(self)
-        return hooks[:-2] + extra + hooks[-2:] if comm.is_main_process() else hooks + extra
+        evaluation = next(index for index, hook in enumerate(hooks) if isinstance(hook, EvalHook))
+        return hooks[:evaluation] + extra + hooks[evaluation:]
 
     monkeypatch.setattr(linear_run.LinearTrainer, "build_hooks", build_hooks)
-    trainer = None
-    with contextlib.suppress(_Stop):
-        trainer = run_linear(linear_args(opts, resume=resume))
+    trainer = run_linear(linear_args([*opts, "SOLVER.PREEMPTION_SIGNAL", "SIGUSR1"], resume=resume))
     return trainer, recorder.values
 
 
@@ -90,9 +91,12 @@ def test_separable_classes_reach_100_percent_and_a_resumed_run_equals_an_uninter
     lrs = [round(lr, 6) for _, (_, lr) in sorted(straight.items())]
     assert lrs == [0.9375] * 6 + [0.09375] * 3 + [0.009375] * 3
 
-    _, first = _run(tiny_opts(train, val, resumed_dir, *extra), monkeypatch, stop_after=6)
+    # pre-empted during iteration 4 (not a checkpoint iteration): that iteration saved, no results written
+    stopped, first = _run(tiny_opts(train, val, resumed_dir, *extra), monkeypatch, stop_during=4)
+    assert stopped.preempted_at == 4 and (resumed_dir / "last_checkpoint").read_text() == "model_0000004.pth"
+    assert not (resumed_dir / "linear_results.json").exists()
     _, second = _run(tiny_opts(train, val, resumed_dir, *extra), monkeypatch, resume=True)
-    assert sorted(first) == list(range(6)) and sorted(second) == list(range(6, 12))
+    assert sorted(first) == list(range(5)) and sorted(second) == list(range(5, 12))
     resumed = {**first, **second}
     for it, (loss, lr) in straight.items():
         assert np.isclose(resumed[it][0], loss, rtol=1e-5) and resumed[it][1] == lr, f"iteration {it}"
@@ -203,3 +207,13 @@ def test_every_pretraining_launcher_has_a_linear_launcher_that_reads_its_run_fol
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert "Linear_SwAV_setting.yaml" in swav and "output/swav_200ep_linear_swav" in swav
+
+
+@pytest.mark.parametrize("preempted_at, requeued", [(7, [7]), (None, [])])
+def test_a_preempted_linear_task_requeues_once_after_its_stop(preempted_at, requeued, monkeypatch):
+    trainer = argparse.Namespace(preempted_at=preempted_at, cfg=argparse.Namespace(OUTPUT_DIR="out"))
+    calls = []
+    monkeypatch.setattr(cluster, "run_linear", lambda args: trainer)
+    monkeypatch.setattr(cluster, "requeue_submitit_job", calls.append)
+    assert cluster.linear_entry(argparse.Namespace()) == {"output_dir": "out", "results": None}
+    assert calls == requeued

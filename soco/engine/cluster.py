@@ -7,8 +7,9 @@ into a sub-command. A new kind only registers a class with ``NAME``, ``HELP``, `
 Training jobs run one task per GPU; each task joins
 the process group from SLURM's variables (submitit's ``TorchDistributedEnvironment``), always resumes from
 ``OUTPUT_DIR/last_checkpoint`` when there is one, and is requeued on pre-emption or at the time limit.
-A pretraining job loses nothing: on submitit's warning signal every task stops after the same iteration,
-task 0 saves it and requeues (:mod:`.preemption`), and the requeued job continues at the next iteration.
+A pretraining or linear-classification job loses nothing: on submitit's warning signal every task stops
+after the same iteration, task 0 saves it and requeues (:mod:`.preemption`), and the requeued job continues
+at the next iteration.
 A fine-tuning job is requeued by submitit's own handler and resumes from its last periodic checkpoint
 (``SOLVER.CHECKPOINT_PERIOD`` bounds the loss).
 """
@@ -195,9 +196,12 @@ def finetune_entry(args: argparse.Namespace) -> dict[str, Any]:
 
 def linear_entry(args: argparse.Namespace) -> dict[str, Any]:
     """Linear classification (``tools/train_linear.py``'s main); returns the output folder and the final
-    top-1 / top-5 (None when the run stopped before its last iteration). A requeued job resumes from the
-    last checkpoint (``LINEAR.CHECKPOINT_PERIOD_EPOCHS`` bounds the loss)."""
-    trainer = run_linear(args)
+    top-1 / top-5 (None when the run stopped before its last iteration). Pre-emption as in
+    :func:`pretrain_entry`: the requeued job continues at the iteration after the stop."""
+    with submitit_stop_requests():
+        trainer = run_linear(args)
+    if trainer.preempted_at is not None:
+        requeue_submitit_job(trainer.preempted_at)
     return {"output_dir": trainer.cfg.OUTPUT_DIR, "results": getattr(trainer, "last_results", None)}
 
 

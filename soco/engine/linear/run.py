@@ -129,7 +129,7 @@ def run_linear(args: argparse.Namespace) -> LinearTrainer:
     trainer = LinearTrainer(cfg, model, build_loader, evaluate)
     trainer.resume_or_load(resume=args.resume)
     trainer.train()
-    if comm.is_main_process():
+    if comm.is_main_process() and trainer.preempted_at is None:  # a pre-empted run's results are not final
         _write_results(cfg, trainer)
     return trainer
 

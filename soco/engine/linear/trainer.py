@@ -4,7 +4,7 @@ Hooks, in order: timer, lr (set per epoch, :class:`EpochwiseLR`), throughput, sk
 protocol), the frozen-backbone check (:class:`FrozenBackboneCheck`), checkpoints at epoch multiples,
 top-1 / top-5 every ``LINEAR.EVAL_PERIOD_EPOCHS`` epochs and after the last iteration (``linear/top1``,
 ``linear/top5``, ``linear/val_images``, ``linear/val_skipped`` in EventStorage, TensorBoard and
-metrics.json), then the writers.
+metrics.json), the writers, then the pre-emption stop (:class:`soco.engine.preemption.PreemptionHook`).
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from soco.utils.writers import training_writers
 
 from ..distributed import wrap_ddp
 from ..hooks import SkippedImagesHook, ThroughputHook
+from ..preemption import PreemptionHook, TrainingPreempted, preemption_signal, stop_requests
 from ..step import build_step_runner
 from .model import LinearClassifier, backbone_snapshot, changed_tensors
 
@@ -103,7 +104,9 @@ class LinearTrainer(DefaultTrainer):
     features); ``evaluate()`` returns ``{"top1", "top5", ...}`` over the whole validation set.
     Only the head is optimised (``SOLVER.OPTIMIZER``, SGD in the published configs); the step runs in
     fp32, bf16 or fp16 (``SOLVER.AMP``), DDP across processes; checkpoints hold the whole classifier and the
-    optimizer, scheduler and iteration, so ``resume_or_load(resume=True)`` continues exactly.
+    optimizer, scheduler and iteration, so ``resume_or_load(resume=True)`` continues exactly. The
+    pre-emption signal (``SOLVER.PREEMPTION_SIGNAL``) stops every process after the same iteration with a
+    checkpoint, as in pretraining (``preempted_at`` is then that iteration, else None).
     """
 
     def __init__(
@@ -132,6 +135,8 @@ class LinearTrainer(DefaultTrainer):
         )
         self.build_loader = build_loader
         self.evaluate = evaluate
+        self.preemption_signal = preemption_signal(cfg.SOLVER.PREEMPTION_SIGNAL)
+        self.preempted_at: int | None = None
         self.start_iter = 0
         self.max_iter = solver.MAX_ITER
         self.cfg = cfg
@@ -162,6 +167,7 @@ class LinearTrainer(DefaultTrainer):
         ret.append(hooks.EvalHook(cfg.LINEAR.EVAL_PERIOD_EPOCHS * per_epoch, self._evaluate))
         if comm.is_main_process():
             ret.append(hooks.PeriodicWriter(self.build_writers(), period=solver.LOG_PERIOD))
+        ret.append(PreemptionHook(self.checkpointer, solver.MAX_ITER))  # last: after the writers
         return ret
 
     def build_writers(self) -> list:
@@ -185,7 +191,13 @@ class LinearTrainer(DefaultTrainer):
         return self._trainer.data_loader
 
     def train(self):
-        """Attach the training stream at ``start_iter`` (0, or the resumed iteration) and run the loop."""
+        """Attach the training stream at ``start_iter`` (0, or the resumed iteration) and run the loop; a
+        pre-emption signal ends it early with ``preempted_at`` set."""
         self._trainer.data_loader = self.build_loader(self.start_iter)
         self._trainer._data_loader_iter_obj = None
-        return super().train()
+        with stop_requests(self.preemption_signal):
+            try:
+                return super().train()
+            except TrainingPreempted as stop:
+                self.preempted_at = stop.iteration
+                return None
