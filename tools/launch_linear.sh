@@ -32,13 +32,7 @@ train_dir="${TRAIN_DIR:-}"
 val_dir="${VAL_DIR:-}"
 output_dir="${OUTPUT_DIR:-}"
 setting="reference"
-gpus="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-}}"
-nodes="${NNODES:-${SLURM_NNODES:-1}}"
-node_rank="${NODE_RANK:-${SLURM_NODEID:-0}}"
-master_addr="${MASTER_ADDR:-}"
-master_port="${MASTER_PORT:-28653}"
-ims_per_gpu="${IMS_PER_GPU:-}"
-dry_run=0
+layout_from_environment 28653
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -46,16 +40,8 @@ while [[ $# -gt 0 ]]; do
         --train) need_value "$@"; train_dir="$2"; shift 2 ;;
         --val) need_value "$@"; val_dir="$2"; shift 2 ;;
         --setting) need_value "$@"; setting="$2"; shift 2 ;;
-        --output) need_value "$@"; output_dir="$2"; shift 2 ;;
-        --gpus) need_value "$@"; gpus="$2"; shift 2 ;;
-        --nodes) need_value "$@"; nodes="$2"; shift 2 ;;
-        --node-rank) need_value "$@"; node_rank="$2"; shift 2 ;;
-        --master-addr) need_value "$@"; master_addr="$2"; shift 2 ;;
-        --master-port) need_value "$@"; master_port="$2"; shift 2 ;;
-        --ims-per-gpu) need_value "$@"; ims_per_gpu="$2"; shift 2 ;;
-        --dry-run) dry_run=1; shift ;;
         -h|--help) usage; exit 0 ;;
-        --*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+        --*) layout_option "$@"; shift "$layout_shift" ;;
         *) break ;;
     esac
 done
@@ -76,13 +62,7 @@ if [[ -z "$train_dir" || -z "$val_dir" ]]; then
     echo "error: pass --train and --val (ImageFolder trees, train.zip / val.zip or map files) or set TRAIN_DIR / VAL_DIR" >&2
     exit 2
 fi
-if (( $# % 2 )); then
-    echo "error: config overrides must come in KEY VALUE pairs, got: $*" >&2
-    exit 2
-fi
-[[ -n "$gpus" ]] || gpus="$(default_gpus)"
-[[ -n "$master_addr" ]] || master_addr="$(default_master_addr)"
-python="$(default_python)"
+finish_layout "$@"
 
 command=(
     "$python" tools/train_linear.py
@@ -95,9 +75,4 @@ command=(
 [[ -n "$ims_per_gpu" ]] && command+=(SOLVER.IMS_PER_GPU "$ims_per_gpu")
 command+=("$@")
 echo "linear ($setting) of $weights: node $node_rank of $nodes, $gpus GPU(s), output $output_dir" >&2
-if (( dry_run )); then
-    printf '%q ' "${command[@]}"
-    echo
-    exit 0
-fi
-exec "${command[@]}"
+run_or_print "${command[@]}"

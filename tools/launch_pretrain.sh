@@ -39,28 +39,14 @@ data_dir="${DATA_DIR:-}"
 proposals="${PROPOSALS:-}"
 # Default run folder: the config name in lower case (output/soco_fpn_100ep), as detectron2_configs/ expects.
 output_dir="${OUTPUT_DIR:-output/$(basename "$config" .yaml | tr '[:upper:]' '[:lower:]')}"
-gpus="${GPUS_PER_NODE:-${SLURM_GPUS_ON_NODE:-}}"
-nodes="${NNODES:-${SLURM_NNODES:-1}}"
-node_rank="${NODE_RANK:-${SLURM_NODEID:-0}}"
-master_addr="${MASTER_ADDR:-}"
-master_port="${MASTER_PORT:-28652}"
-ims_per_gpu="${IMS_PER_GPU:-}"
-dry_run=0
+layout_from_environment 28652
 
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --data) need_value "$@"; data_dir="$2"; shift 2 ;;
         --proposals) need_value "$@"; proposals="$2"; shift 2 ;;
-        --output) need_value "$@"; output_dir="$2"; shift 2 ;;
-        --gpus) need_value "$@"; gpus="$2"; shift 2 ;;
-        --nodes) need_value "$@"; nodes="$2"; shift 2 ;;
-        --node-rank) need_value "$@"; node_rank="$2"; shift 2 ;;
-        --master-addr) need_value "$@"; master_addr="$2"; shift 2 ;;
-        --master-port) need_value "$@"; master_port="$2"; shift 2 ;;
-        --ims-per-gpu) need_value "$@"; ims_per_gpu="$2"; shift 2 ;;
-        --dry-run) dry_run=1; shift ;;
         -h|--help) usage; exit 0 ;;
-        --*) echo "error: unknown option $1 (see --help)" >&2; exit 2 ;;
+        --*) layout_option "$@"; shift "$layout_shift" ;;
         *) break ;;
     esac
 done
@@ -74,13 +60,7 @@ if [[ -z "$data_dir" ]]; then
     echo "error: no image data: pass --data DIR (image folder, ImageNet train tree or train_map.txt) or set DATA_DIR" >&2
     exit 2
 fi
-if (( $# % 2 )); then
-    echo "error: config overrides must come in KEY VALUE pairs, got: $*" >&2
-    exit 2
-fi
-[[ -n "$gpus" ]] || gpus="$(default_gpus)"
-[[ -n "$master_addr" ]] || master_addr="$(default_master_addr)"
-python="$(default_python)"
+finish_layout "$@"
 
 command=(
     "$python" tools/pretrain_net.py
@@ -98,9 +78,4 @@ command=(
 [[ -n "$ims_per_gpu" ]] && command+=(SOLVER.IMS_PER_GPU "$ims_per_gpu")
 command+=("$@")
 echo "node $node_rank of $nodes, $gpus GPU(s), master ${master_addr}:${master_port}, output $output_dir" >&2
-if (( dry_run )); then
-    printf '%q ' "${command[@]}"
-    echo
-    exit 0
-fi
-exec "${command[@]}"
+run_or_print "${command[@]}"
