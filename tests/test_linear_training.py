@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import submitit
 import torch
 from detectron2.engine import HookBase
 from detectron2.engine.hooks import EvalHook
@@ -162,15 +161,8 @@ def test_two_processes_score_every_validation_image_once(tmp_path):
     assert ranks[0]["val_skipped/not_an_image"] == 1
 
 
-def test_submit_linear_job_runs_the_linear_protocol(splits, tmp_path, monkeypatch):
+def test_submit_linear_job_runs_the_linear_protocol(splits, tmp_path, submitted):
     """``tools/submit.py linear``: the task captured at submission (what SLURM would run) trains here."""
-    submitted = []
-
-    def capture(executor, task):
-        submitted.append(task)
-        return argparse.Namespace(job_id="0")
-
-    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
     train, val = splits
     job = CLUSTER_JOB_REGISTRY.get("LinearJob")
     parser = argparse.ArgumentParser()

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-import submitit
 import torch
 from pretrain_testing import write_tiny_corpus, write_tiny_images
 from scripts_testing import load_script
@@ -38,19 +37,6 @@ def one_thread_per_job(monkeypatch):
 def _submit(*argv: str) -> list:
     args = submit.build_parser().parse_args([str(a) for a in argv])
     return args.kind.submit(args)
-
-
-@pytest.fixture
-def submitted(monkeypatch) -> list:
-    """The tasks submitted to any executor, captured instead of run (each gets job id "0")."""
-    tasks = []
-
-    def capture(executor, task):
-        tasks.append(task)
-        return argparse.Namespace(job_id="0")
-
-    monkeypatch.setattr(submitit.AutoExecutor, "submit", capture)
-    return tasks
 
 
 @pytest.fixture(scope="module")
@@ -267,6 +253,18 @@ def test_eval_only_job_evaluates_the_given_weights_not_the_last_checkpoint(tmp_p
     assert task.args.eval_only and not task.args.resume
     results = task.entry(task.args)  # the task's own process would run exactly this
     assert set(results) == {"bbox", "segm"}  # the evaluation of the one test set
+
+
+def test_ims_per_gpu_is_appended_to_the_overrides_of_pretraining_and_linear_jobs(tmp_path, submitted):
+    for command, config in (("pretrain", TINY / "MoCoV2.yaml"), ("linear", TINY / "Linear.yaml")):
+        common = (command, "--cluster", "local", "--config-file", config)
+        _submit(*common, "--ims-per-gpu", "16", "OUTPUT_DIR", tmp_path)
+        _submit(*common, "OUTPUT_DIR", tmp_path)
+    pretrain, pretrain_default, linear, linear_default = (task.args for task in submitted)
+    output = ["OUTPUT_DIR", str(tmp_path)]
+    assert pretrain.opts == linear.opts == [*output, "SOLVER.IMS_PER_GPU", "16"]
+    assert pretrain_default.opts == linear_default.opts == output
+    assert pretrain.register_coco is None and not hasattr(linear, "register_coco")
 
 
 def test_cpu_tasks_need_a_cpu_device_and_say_so_before_submitting(tmp_path, submitted, capsys):

@@ -264,23 +264,35 @@ class _TrainingJob:
         return {}
 
 
+class _PerGpuBatchJob(_TrainingJob):
+    """A training job whose per-GPU batch ``--ims-per-gpu`` may set (``SOLVER.IMS_PER_GPU``)."""
+
+    @classmethod
+    def add_job_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--ims-per-gpu", type=int, default=None, help="sets SOLVER.IMS_PER_GPU")
+
+    @classmethod
+    def job_args(cls, args: argparse.Namespace) -> dict[str, Any]:
+        per_gpu = ["SOLVER.IMS_PER_GPU", str(args.ims_per_gpu)] if args.ims_per_gpu else []
+        return {"opts": [*args.opts, *per_gpu]}
+
+
 @CLUSTER_JOB_REGISTRY.register()
-class PretrainJob(_TrainingJob):
+class PretrainJob(_PerGpuBatchJob):
     """Pretraining of any config across N nodes x G GPUs (``tools/pretrain_net.py`` in every task)."""
 
     NAME = "pretrain"
     HELP = "pretrain a config on N nodes x G GPUs, requeued on pre-emption/time limit"
     ENTRY = pretrain_entry
 
-    @staticmethod
-    def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--ims-per-gpu", type=int, default=None, help="sets SOLVER.IMS_PER_GPU")
+    @classmethod
+    def add_job_arguments(cls, parser: argparse.ArgumentParser) -> None:
+        super().add_job_arguments(parser)
         add_register_coco_argument(parser, use="PRETRAIN.PROBES.BOX_TRAIN/BOX_TEST")
 
-    @staticmethod
-    def job_args(args: argparse.Namespace) -> dict[str, Any]:
-        per_gpu = ["SOLVER.IMS_PER_GPU", str(args.ims_per_gpu)] if args.ims_per_gpu else []
-        return {"opts": [*args.opts, *per_gpu], "register_coco": args.register_coco}
+    @classmethod
+    def job_args(cls, args: argparse.Namespace) -> dict[str, Any]:
+        return {**super().job_args(args), "register_coco": args.register_coco}
 
 
 @CLUSTER_JOB_REGISTRY.register()
@@ -304,7 +316,7 @@ class FinetuneJob(_TrainingJob):
 
 
 @CLUSTER_JOB_REGISTRY.register()
-class LinearJob(_TrainingJob):
+class LinearJob(_PerGpuBatchJob):
     """ImageNet linear classification of a frozen pretrained backbone (``tools/train_linear.py`` in every
     task): ``--config-file soco/configs/linear/Base-Linear.yaml MODEL.WEIGHTS ... LINEAR.DATA.TRAIN ...
     LINEAR.DATA.VAL ... OUTPUT_DIR ...``."""
@@ -312,15 +324,6 @@ class LinearJob(_TrainingJob):
     NAME = "linear"
     HELP = "linear classification of frozen pretrained weights on N nodes x G GPUs, requeued"
     ENTRY = linear_entry
-
-    @staticmethod
-    def add_job_arguments(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--ims-per-gpu", type=int, default=None, help="sets SOLVER.IMS_PER_GPU")
-
-    @staticmethod
-    def job_args(args: argparse.Namespace) -> dict[str, Any]:
-        per_gpu = ["SOLVER.IMS_PER_GPU", str(args.ims_per_gpu)] if args.ims_per_gpu else []
-        return {"opts": [*args.opts, *per_gpu]}
 
 
 @CLUSTER_JOB_REGISTRY.register()
