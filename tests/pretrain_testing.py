@@ -99,6 +99,19 @@ def write_tiny_corpus(root: Path, count: int = 8) -> list[str]:
     return ["PRETRAIN.DATA.IMAGE_ROOT", str(images), "PRETRAIN.DATA.PROPOSALS", str(proposals)]
 
 
+def assert_same_final_weights(
+    expected_dir: Path, actual_dir: Path, rtol: float = 0.0, atol: float = 0.0
+) -> None:
+    """``actual_dir/model_final.pth`` holds the weights of ``expected_dir/model_final.pth``: the same keys,
+    and each tensor within ``rtol`` / ``atol`` (default: bit for bit)."""
+    expected = torch.load(expected_dir / "model_final.pth", map_location="cpu")["model"]
+    actual = torch.load(actual_dir / "model_final.pth", map_location="cpu")["model"]
+    assert actual.keys() == expected.keys()
+    for key, value in expected.items():
+        message = f"weight {key} of {actual_dir} differs from {expected_dir}"
+        torch.testing.assert_close(actual[key], value, rtol=rtol, atol=atol, msg=message)
+
+
 def run_pretraining(
     config_file: str,
     output_dir: Path,
@@ -156,10 +169,4 @@ def assert_resume_matches(config_file: str, tmp_path: Path, overrides: list[str]
         assert resumed.keys() == straight[name].keys(), name
         for it, value in straight[name].items():
             assert np.isclose(resumed[it], value, rtol=1e-5, atol=1e-6), f"{name} differs at iteration {it}"
-    straight_final = torch.load(tmp_path / "straight" / "model_final.pth", map_location="cpu")["model"]
-    resumed_final = torch.load(tmp_path / "resumed" / "model_final.pth", map_location="cpu")["model"]
-    assert straight_final.keys() == resumed_final.keys()
-    for key, value in straight_final.items():
-        torch.testing.assert_close(
-            resumed_final[key], value, rtol=1e-4, atol=1e-5, msg=f"weight {key} differs"
-        )
+    assert_same_final_weights(tmp_path / "straight", tmp_path / "resumed", rtol=1e-4, atol=1e-5)

@@ -18,6 +18,7 @@ from detectron2.engine.hooks import EvalHook
 from detectron2.utils import comm
 from distributed_testing import run_distributed
 from linear_testing import TINY_CONFIG, linear_args, tiny_opts, write_colour_splits
+from pretrain_testing import assert_same_final_weights
 
 from soco.engine import cluster
 from soco.engine.cluster import CLUSTER_JOB_REGISTRY, add_resource_arguments
@@ -99,11 +100,7 @@ def test_separable_classes_reach_100_percent_and_a_resumed_run_equals_an_uninter
     resumed = {**first, **second}
     for it, (loss, lr) in straight.items():
         assert np.isclose(resumed[it][0], loss, rtol=1e-5) and resumed[it][1] == lr, f"iteration {it}"
-    final = [
-        torch.load(d / "model_final.pth", map_location="cpu")["model"] for d in (straight_dir, resumed_dir)
-    ]
-    for key, value in final[0].items():
-        torch.testing.assert_close(final[1][key], value, rtol=1e-5, atol=1e-7, msg=key)
+    assert_same_final_weights(straight_dir, resumed_dir, rtol=1e-5, atol=1e-7)
 
 
 def test_a_backbone_that_moves_fails_the_check_after_the_first_epoch(splits, tmp_path, monkeypatch):

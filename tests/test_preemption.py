@@ -12,7 +12,7 @@ import pytest
 import torch
 from detectron2.config import CfgNode
 from detectron2.engine import HookBase
-from pretrain_testing import run_pretraining, write_tiny_images
+from pretrain_testing import assert_same_final_weights, run_pretraining, write_tiny_images
 from submitit.core.job_environment import SignalHandler
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -62,11 +62,7 @@ def test_a_stop_signal_saves_the_iteration_and_the_resume_continues_bit_for_bit(
     assert resumed.start_iter == 2 and resumed.preempted_at is None
     logged = [row["iteration"] for row in read_metrics(stopped / "metrics.json") if "total_loss" in row]
     assert logged == list(range(6))  # no iteration repeated or skipped
-    straight = torch.load(tmp_path / "straight" / "model_final.pth", map_location="cpu")["model"]
-    final = torch.load(stopped / "model_final.pth", map_location="cpu")["model"]
-    assert final.keys() == straight.keys()
-    for key, value in straight.items():
-        assert torch.equal(final[key], value), f"{key} differs from the uninterrupted run"
+    assert_same_final_weights(tmp_path / "straight", stopped)  # bit for bit
 
 
 def test_a_failed_save_leaves_the_last_complete_checkpoint(tmp_path):

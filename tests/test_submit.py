@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from pretrain_testing import write_tiny_corpus, write_tiny_images
+from pretrain_testing import assert_same_final_weights, write_tiny_corpus, write_tiny_images
 from scripts_testing import load_script
 from transfer_testing import TINY_FINETUNE, write_tiny_coco_dataset
 
@@ -124,11 +123,7 @@ def test_a_preempted_two_task_job_stops_together_requeues_and_ends_bit_for_bit(t
     assert log.count("Requeued job") == 1 and "Calling checkpoint method" in log
     assert (out / f"model_{resumed_at - 1:07d}.pth").is_file()
     assert _logged_iterations(out) == list(range(30))  # none repeated, none skipped
-    expected = torch.load(tmp_path / "straight" / "model_final.pth", map_location="cpu")["model"]
-    final = torch.load(out / "model_final.pth", map_location="cpu")["model"]
-    assert final.keys() == expected.keys()
-    for key, value in expected.items():
-        assert torch.equal(final[key], value), f"{key} differs from the uninterrupted job"
+    assert_same_final_weights(tmp_path / "straight", out)  # bit for bit
 
 
 def test_proposal_array_equals_one_process_and_reruns_only_unfinished_shards(tmp_path):
