@@ -157,7 +157,7 @@ def test_quick_demo_end_to_end(tmp_path):
     result = subprocess.run(command, capture_output=True, text=True, timeout=1800)  # 20 min at load 8
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "$ python" in result.stdout and "| soco, random init (iteration 0) | fpn |" in result.stdout
-    assert "| scratch | frozen | backbone,fpn,box_head (fpn,box_head) |" in result.stdout
+    assert "| scratch | frozen | backbone,fpn,box_head (backbone,fpn,box_head) |" in result.stdout
 
     summary = json.loads((out / "summary.json").read_text())
     assert summary["images"] >= 50
@@ -188,3 +188,12 @@ def test_quick_demo_end_to_end(tmp_path):
     labeled = {s: json.loads((out / "data" / "labeled" / f"{s}.json").read_text()) for s in ("train", "val")}
     sources = {s: {a["source"] for a in d["annotations"]} for s, d in labeled.items()}
     assert sources["val"] and not sources["train"] & sources["val"]
+
+
+def test_an_all_zero_transfer_table_says_it_cannot_rank(tmp_path):
+    settings = DemoSettings(output=tmp_path)
+    summary = _summary(settings)
+    assert "cannot rank them" not in format_summary(settings, summary)
+    for init in settings.inits:
+        summary[f"frozen_{init}_bbox/AP_mean"] = 0.0
+    assert "Every row's box AP rounds to 0.0" in format_summary(settings, summary)

@@ -499,6 +499,14 @@ def format_summary(settings: DemoSettings, summary: dict) -> str:
         f"{summary['classes']} classes; differences inside the intervals are noise, and nothing here "
         "predicts SoCo's effect at ImageNet / COCO scale.",
     ]
+    box_means = [
+        summary[f"{mode}_{init}_bbox/AP_mean"] for mode in settings.transfer_modes for init in settings.inits
+    ]
+    if all(mean is not None and mean < 0.05 for mean in box_means):
+        lines.append(
+            "Every row's box AP rounds to 0.0: at this budget no init learned to detect, so this table "
+            "cannot rank them (it does not show that they are equal)."
+        )
     return "\n".join(lines)
 
 
