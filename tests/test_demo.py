@@ -164,7 +164,7 @@ def test_quick_demo_end_to_end(tmp_path):
     for key, value in summary.items():
         assert isinstance(value, str) or value is None or math.isfinite(value), f"{key} = {value}"
     assert summary["filtered_boxes_per_image"] > 0
-    # -2 cos, see the README FAQ
+    # -2 cos, see docs/FAQ.md
     assert summary["soco_pretrain_loss_start"] < 0 and summary["soco_pretrain_loss_end"] < 0
     # probes at iteration 0 (random init) and after the last iteration, every 6 iterations in between
     assert summary["soco_probe_init_iteration"] == 0 and summary["soco_probe_evaluations"] == 3

@@ -97,7 +97,7 @@ else
     echo "[setup] official Detectron2 source install unavailable here; falling back to $D2_FALLBACK (python only)"
     SITE="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     run_step "install $D2_FALLBACK into $SITE" \
-        "install Detectron2 yourself (see README 'Detectron2 installation paths') and re-run; see $LOG" \
+        "install Detectron2 yourself (see docs/GETTING_STARTED.md, 'Detectron2 installation paths') and re-run; see $LOG" \
         "${PIP[@]}" install --no-deps --upgrade --target "$SITE" --python-version 3.10 --only-binary=:all: "$D2_FALLBACK"
     ORIGIN="PyPI republication $D2_FALLBACK (python only, no detectron2._C)"
 fi

@@ -136,7 +136,7 @@ class SoCo(nn.Module):
                 "(PRETRAIN.DATA.VIEW_GENERATOR SoCoFPNViews, SoCoFPNStarViews or SoCoC4Views) and proposals"
             )
         # A box set shared by two pairs (SoCo*'s "1_2") is embedded once; the original embedded it once per
-        # pair: same losses, other BN running statistics (README, "Differences from the original code").
+        # pair: same losses, other BN running statistics (docs/DIFFERENCES.md).
         box_sets = batch_keys.box_sets(pairs)
         online = self.online_branch()
         projections = online.embed_box_sets(batch, box_sets)  # {box set: (N, M, D)}
