@@ -7,7 +7,7 @@ import torch
 from transfer_testing import image_level_checkpoint, soco_fpn_checkpoint
 
 from soco.checkpoint import convert_checkpoint, load_checkpoint, publish_checkpoint
-from soco.checkpoint.io import sha256_of
+from soco_proposals.fileio import sha256_of
 
 
 def test_publish_strips_training_state_target_and_queues(tmp_path):

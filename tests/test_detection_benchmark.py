@@ -31,6 +31,7 @@ from soco.detection.benchmark_report import (
 )
 from soco.detection.trainer import PARAMETERS_FILE
 from soco.utils.metrics_file import read_metrics
+from soco_proposals.fileio import sha256_of
 
 benchmark_transfer = load_script("tools/benchmark_transfer.py")
 
@@ -112,7 +113,7 @@ def test_every_init_and_seed_is_a_seeded_train_net_run_and_the_report_summarizes
         and settings["seed"] == 1
     )
     soco_settings = json.loads((output_dir / "soco" / "seed1" / SETTINGS_FILE).read_text())
-    assert soco_settings["weights_sha256"] == benchmark.file_sha256(soco_settings["weights"])
+    assert soco_settings["weights_sha256"] == sha256_of(soco_settings["weights"])
     assert "Reading a file from 'soco'" in (output_dir / "soco" / "seed1" / "log.txt").read_text()
 
     # the frozen random FPN is the seed's init in both rows; BN statistics calibrated, not mean 0 / var 1
@@ -303,7 +304,7 @@ def test_freeze_is_one_protocol_for_every_init(inputs, tmp_path):
     )
     assert (
         runs["moco"].weights_sha256
-        == benchmark.file_sha256(str(backbone_only))
+        == sha256_of(str(backbone_only))
         != runs["soco"].weights_sha256
     )
 

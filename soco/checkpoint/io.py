@@ -12,7 +12,6 @@ import _compat_pickle
 import argparse
 import codecs
 import collections
-import hashlib
 import os
 import pickle
 import re
@@ -259,10 +258,3 @@ def save_weights(payload: Mapping[str, Any], path: str) -> None:
     (save_pickle if path.endswith(".pkl") else save_torch)(converted, path)
 
 
-def sha256_of(path: str) -> str:
-    """Hex sha256 digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -11,9 +11,11 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from soco_proposals.fileio import sha256_of
+
 from .convert import AUTHOR, format_drops
 from .formats import QUEUE_PATTERN, TARGET_PATTERN, SocoFormat
-from .io import load_checkpoint, save_weights, sha256_of
+from .io import load_checkpoint, save_weights
 
 PUBLISHED_SUFFIXES = (".safetensors", ".pth", ".pkl")
 

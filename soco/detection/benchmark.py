@@ -16,7 +16,6 @@ checked before the first run starts.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import math
@@ -48,7 +47,7 @@ from soco.data.datasets import (
     registered_box_counts,
 )
 from soco.utils.metrics_file import read_metrics
-from soco_proposals.fileio import atomic_write_text
+from soco_proposals.fileio import atomic_write_text, sha256_of
 
 from .freeze import check_parts, needs_calibration
 from .trainer import PARAMETERS_FILE
@@ -159,12 +158,6 @@ def parse_parts(text: str) -> tuple[str, ...]:
     return parts
 
 
-def file_sha256(path: str) -> str:
-    """The sha256 of a file's content (what makes a finished run reusable, not the file's name)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _state_dict_of(path: str) -> dict[str, np.ndarray]:
     """The tensors of a weights file (a converted ``.pkl`` or a Detectron2 ``.pth``) as numpy arrays."""
     payload = load_checkpoint(path)
@@ -234,7 +227,7 @@ def plan_runs(spec: BenchmarkSpec) -> list[BenchmarkRun]:
                 f"--weights {name}={path} does not fit the model of {spec.config_file}:\n{check.summary()}"
             )
         held[name] = ["backbone"] if spec.backbone_only else parts
-        hashes[name] = file_sha256(path)
+        hashes[name] = sha256_of(path)
     random_parts = {name: tuple(p for p in spec.freeze if p not in held[name]) for name in spec.weights}
     for name, parts in random_parts.items():
         if parts:

@@ -15,14 +15,13 @@ other source of enough distinct object photos to keep its val objects apart from
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from soco_proposals.fileio import atomic_directory
+from soco_proposals.fileio import atomic_directory, sha256_of
 
 PACKAGE = "tuxpaint-stamps-default"
 VERSION = "2022.06.04-1"
@@ -43,12 +42,6 @@ def stamps_dir(cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / f"{PACKAGE}_{VERSION}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _missing_tools_message(missing: list[str], deb: Path) -> str:
@@ -104,7 +97,7 @@ def fetch_stamps(cache_dir: str | os.PathLike) -> Path:
         raise StampsUnavailable(_missing_tools_message(missing, deb))
     if not placed_by_hand:
         deb = _download(deb_dir)
-    digest = _sha256(deb)
+    digest = sha256_of(deb)
     if digest != SHA256:
         raise StampsUnavailable(
             f"{deb} has SHA-256 {digest}, expected {SHA256} ({PACKAGE} {VERSION}); delete it and run again"
