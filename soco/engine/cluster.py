@@ -171,16 +171,21 @@ class DistributedJob(submitit.helpers.Checkpointable):
         return result
 
 
-def pretrain_entry(args: argparse.Namespace) -> dict[str, Any]:
-    """Pretrain (``tools/pretrain_net.py``'s main); returns where it started and stopped.
-
-    Pre-emption: submitit's warning signal only asks for a stop; every task stops after the same
-    iteration, task 0 saves it, then requeues the job once and the others exit (:mod:`.preemption`).
-    """
+def _run_requeued_on_preemption(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace) -> Any:
+    """``run(args)`` (a training main returning its trainer) listening for submitit's warning signal from the
+    job's start: the signal only asks for a stop; every task stops after the same iteration, task 0 saves
+    it, then requeues the job once and the others exit (:mod:`.preemption`). Returns the finished trainer."""
     with submitit_stop_requests():
-        trainer = run_pretraining(args)
+        trainer = run(args)
     if trainer.preempted_at is not None:
         requeue_submitit_job(trainer.preempted_at)
+    return trainer
+
+
+def pretrain_entry(args: argparse.Namespace) -> dict[str, Any]:
+    """Pretrain (``tools/pretrain_net.py``'s main); returns where it started and stopped. Pre-emption:
+    :func:`_run_requeued_on_preemption`."""
+    trainer = _run_requeued_on_preemption(run_pretraining, args)
     return {"output_dir": trainer.cfg.OUTPUT_DIR, "start_iter": trainer.start_iter, "iter": trainer.iter}
 
 
@@ -196,12 +201,9 @@ def finetune_entry(args: argparse.Namespace) -> dict[str, Any]:
 
 def linear_entry(args: argparse.Namespace) -> dict[str, Any]:
     """Linear classification (``tools/train_linear.py``'s main); returns the output folder and the final
-    top-1 / top-5 (None when the run stopped before its last iteration). Pre-emption as in
-    :func:`pretrain_entry`: the requeued job continues at the iteration after the stop."""
-    with submitit_stop_requests():
-        trainer = run_linear(args)
-    if trainer.preempted_at is not None:
-        requeue_submitit_job(trainer.preempted_at)
+    top-1 / top-5 (None when the run stopped before its last iteration). Pre-emption:
+    :func:`_run_requeued_on_preemption`; the requeued job continues at the iteration after the stop."""
+    trainer = _run_requeued_on_preemption(run_linear, args)
     return {"output_dir": trainer.cfg.OUTPUT_DIR, "results": getattr(trainer, "last_results", None)}
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -129,6 +129,18 @@ class TrainingPreempted(BaseException):
     def __init__(self, iteration: int):
         super().__init__(f"pre-empted after iteration {iteration}")
         self.iteration = iteration
+
+
+def train_until_preempted(train: Callable[[], object], signum: int) -> int | None:
+    """Run ``train()`` (a trainer's loop, :class:`PreemptionHook` registered) with ``signum`` recorded as a
+    stop request (:func:`stop_requests`); the iteration a coordinated stop ended after, or None when the
+    loop finished."""
+    with stop_requests(signum):
+        try:
+            train()
+        except TrainingPreempted as stop:
+            return stop.iteration
+    return None
 
 
 class PreemptionHook(HookBase):

@@ -23,7 +23,7 @@ from soco.utils.writers import training_writers
 from .distributed import check_sync_norms_can_run, wrap_ddp
 from .fast_path import apply_fast_path
 from .hooks import ModelAfterBackwardHook, MomentumHook, SkippedImagesHook, ThroughputHook, unwrap_model
-from .preemption import PreemptionHook, TrainingPreempted, preemption_signal, stop_requests
+from .preemption import PreemptionHook, preemption_signal, train_until_preempted
 from .probe_hook import build_probe_hook
 from .step import build_step_runner
 
@@ -217,8 +217,4 @@ class PretrainTrainer(DefaultTrainer):
         pre-emption signal ends it early with ``preempted_at`` set."""
         self._trainer.data_loader = self.build_train_loader(self.cfg, start_iter=self.start_iter)
         self._trainer._data_loader_iter_obj = None
-        with stop_requests(self.preemption_signal):
-            try:
-                super().train()
-            except TrainingPreempted as stop:
-                self.preempted_at = stop.iteration
+        self.preempted_at = train_until_preempted(super().train, self.preemption_signal)

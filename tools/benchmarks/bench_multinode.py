@@ -23,7 +23,6 @@ The script exits with status 1 when a check fails.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import torch
 from detectron2.engine import default_argument_parser
+from detectron2.engine.launch import _find_free_port
 from detectron2.utils import comm
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,15 +71,9 @@ def train_and_record(args: argparse.Namespace) -> None:
     torch.save(result, run_dir / f"result.rank{comm.get_rank()}.pt")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def run_machines(machines: int, per_machine: int, run_dir: Path, opts: list[str]) -> float:
     """Start ``machines`` torchrun agents of ``per_machine`` workers each on localhost; wall seconds."""
-    port = _free_port()
+    port = _find_free_port()
     start = time.perf_counter()
     agents, logs = [], [open(run_dir.parent / f"machine{m}.log", "w") for m in range(machines)]  # noqa: SIM115
     try:

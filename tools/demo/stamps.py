@@ -42,8 +42,6 @@ def stamps_dir(cache_dir: str | os.PathLike) -> Path:
     return Path(cache_dir) / f"{PACKAGE}_{VERSION}"
 
 
-
-
 def _missing_tools_message(missing: list[str], deb: Path) -> str:
     return (
         f"the demo's object cut-outs come from Debian's {PACKAGE} {VERSION}, and this machine lacks "

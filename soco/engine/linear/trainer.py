@@ -28,7 +28,7 @@ from soco.utils.writers import training_writers
 
 from ..distributed import wrap_ddp
 from ..hooks import SkippedImagesHook, ThroughputHook
-from ..preemption import PreemptionHook, TrainingPreempted, preemption_signal, stop_requests
+from ..preemption import PreemptionHook, preemption_signal, train_until_preempted
 from ..step import build_step_runner
 from .model import LinearClassifier, backbone_snapshot, changed_tensors
 
@@ -195,9 +195,4 @@ class LinearTrainer(DefaultTrainer):
         pre-emption signal ends it early with ``preempted_at`` set."""
         self._trainer.data_loader = self.build_loader(self.start_iter)
         self._trainer._data_loader_iter_obj = None
-        with stop_requests(self.preemption_signal):
-            try:
-                return super().train()
-            except TrainingPreempted as stop:
-                self.preempted_at = stop.iteration
-                return None
+        self.preempted_at = train_until_preempted(super().train, self.preemption_signal)
